@@ -1,0 +1,86 @@
+"""The ``edgecv`` command line.
+
+Thin by design: each command lives in ``edgecv/commands/<name>.py``, parses options and calls the
+library. Commands are imported lazily so ``edgecv --help`` and ``edgecv infer --help`` stay fast
+and never import torch. ``EdgecvError`` from the library becomes a one-line ``Error: ...`` on
+stderr with exit code 1; click usage errors exit 2.
+"""
+from __future__ import annotations
+
+import importlib
+import importlib.util
+from typing import Any
+
+import click
+
+from edgecv._version import __version__
+from edgecv.errors import EdgecvError
+
+# command name -> (module, attribute, one-line help shown by ``edgecv --help``)
+COMMANDS: dict[str, tuple[str, str, str]] = {
+    "models": ("edgecv.commands.models", "models", "List the model architectures with params and MACs."),
+    "inspect": ("edgecv.commands.inspect", "inspect", "Per-layer shapes, params and MACs of a model or .onnx file."),
+    "train": ("edgecv.commands.train", "train", "Train a classifier on an image folder or a text CSV."),
+    "export": ("edgecv.commands.export", "export", "Export a checkpoint to a verified, self-describing ONNX file."),
+    "infer": ("edgecv.commands.infer", "infer", "Classify images, folders, video, cameras, streams or text."),
+    "profile": ("edgecv.commands.profile", "profile", "Measure ONNX model latency on this device."),
+    "demo": ("edgecv.commands.demo", "demo", "Run the whole chain on a built-in synthetic dataset."),
+}
+
+
+class LazyGroup(click.Group):
+    """A click group that imports a command's module only when that command is used."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return [name for name in COMMANDS if _module_exists(COMMANDS[name][0])]
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in self.list_commands(ctx):
+            return None
+        module_name, attr, _ = COMMANDS[cmd_name]
+        return getattr(importlib.import_module(module_name), attr)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        # The top-level help lists one-liners from COMMANDS instead of importing every command.
+        rows = [(name, COMMANDS[name][2]) for name in self.list_commands(ctx)]
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except EdgecvError as exc:
+            raise click.ClickException(_one_line(exc)) from None
+        except KeyboardInterrupt:
+            click.echo("Interrupted.", err=True)
+            ctx.exit(130)
+
+
+def _module_exists(module_name: str) -> bool:
+    return importlib.util.find_spec(module_name) is not None
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "--version", "-V", prog_name="edgecv")
+def cli() -> None:
+    """edgecv: from a PyTorch classifier to a fast, verified ONNX model on an edge device.
+
+    \b
+    Example:
+      edgecv demo                      # whole chain on synthetic data, CPU, a few minutes
+      edgecv train data/ --model mobilenet_v2 --weights mobilenet_v2.pth --out runs/exp1
+      edgecv export runs/exp1/best.pt -o model.onnx --data data/ --int8
+      edgecv infer model.onnx --camera 0
+      edgecv profile model.onnx --batch 1,8 --threads 1,2
+    """
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry point."""
+    cli.main(args=argv, prog_name="edgecv")
+

@@ -1,0 +1,1 @@
+"""One module per CLI command; each must import torch lazily inside the command body."""

@@ -1,0 +1,181 @@
+"""The ONE image preprocessing implementation shared by training evaluation and the runtime.
+
+numpy + OpenCV only (no torch). A :class:`PreprocessSpec` travels inside checkpoints and inside
+exported ONNX metadata, so the pixels a deployed model sees are computed by exactly the code that
+computed them during validation. Only augmentation (in the training data pipeline) differs.
+
+Pipeline for one BGR uint8 frame (OpenCV's native order):
+    resize ("short_side": shorter side -> resize_short, then centre crop to size;
+            "stretch": straight to size) -> colour order / grayscale -> float32 * scale
+    -> (x - mean) / std -> layout (NCHW or NHWC)
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import cv2
+import numpy as np
+
+from edgecv.errors import InputError
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+
+
+@dataclass(frozen=True)
+class PreprocessSpec:
+    """How raw pixels become the model's input tensor. Serialised with :meth:`to_dict`."""
+
+    size: tuple[int, int] = (224, 224)  # (H, W) of the network input
+    resize: str = "short_side"  # "short_side" (+ centre crop) | "stretch"
+    resize_short: int | None = None  # short side before the crop; None -> round(min(size) / 0.875)
+    color: str = "rgb"  # channel order fed to the model: "rgb" | "bgr" | "gray"
+    scale: float = 1.0 / 255.0  # applied to 0-255 pixels before mean/std
+    mean: tuple[float, ...] = field(default=IMAGENET_MEAN)
+    std: tuple[float, ...] = field(default=IMAGENET_STD)
+    layout: str = "nchw"  # "nchw" | "nhwc"
+    dtype: str = "float32"  # "float32" | "float16" (what the graph input wants)
+
+    def __post_init__(self) -> None:
+        if self.resize not in ("short_side", "stretch"):
+            raise InputError(f"preprocess resize={self.resize!r}: expected 'short_side' or 'stretch'")
+        if self.color not in ("rgb", "bgr", "gray"):
+            raise InputError(f"preprocess color={self.color!r}: expected 'rgb', 'bgr' or 'gray'")
+        if self.layout not in ("nchw", "nhwc"):
+            raise InputError(f"preprocess layout={self.layout!r}: expected 'nchw' or 'nhwc'")
+        if len(self.mean) != len(self.std) or len(self.mean) not in (1, 3):
+            raise InputError(f"preprocess mean/std {self.mean}/{self.std}: expected 1 or 3 values each")
+        if any(s == 0 for s in self.std):
+            raise InputError(f"preprocess std {self.std}: values must be non-zero")
+
+    @property
+    def channels(self) -> int:
+        return 1 if self.color == "gray" else 3
+
+    @property
+    def short_side(self) -> int:
+        return int(self.resize_short or round(min(self.size) / 0.875))
+
+    def input_shape(self, batch: int | str = "N") -> tuple[Any, ...]:
+        h, w = self.size
+        if self.layout == "nchw":
+            return (batch, self.channels, h, w)
+        return (batch, h, w, self.channels)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["size"] = list(self.size)
+        d["mean"] = list(self.mean)
+        d["std"] = list(self.std)
+        return d
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> PreprocessSpec:
+        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        for key in ("size", "mean", "std"):
+            if key in known:
+                known[key] = tuple(known[key])
+        return cls(**known)
+
+    def replace(self, **changes: Any) -> PreprocessSpec:
+        data = self.to_dict()
+        data.update({k: v for k, v in changes.items() if v is not None})
+        return PreprocessSpec.from_dict(data)
+
+
+def default_spec(
+    *, size: int | Sequence[int] = 224, channels: int = 3, mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None, resize: str = "short_side",
+) -> PreprocessSpec:
+    """The spec for a model trained at ``size`` (ImageNet mean/std unless given)."""
+    hw = (int(size), int(size)) if isinstance(size, (int, np.integer)) else (int(size[0]), int(size[1]))
+    if channels == 1:
+        mean = tuple(mean or (0.5,))[:1]
+        std = tuple(std or (0.5,))[:1]
+        return PreprocessSpec(size=hw, resize=resize, color="gray", mean=mean, std=std)
+    return PreprocessSpec(
+        size=hw, resize=resize, mean=tuple(mean or IMAGENET_MEAN), std=tuple(std or IMAGENET_STD)
+    )
+
+
+def load_image(path: str | os.PathLike[str]) -> np.ndarray:
+    """Read an image file as BGR uint8 (H, W, 3); raises :class:`InputError` if unreadable.
+
+    ``cv2.imread`` returns None instead of raising and cannot open non-ASCII paths on Windows,
+    so bytes are read with numpy and decoded with ``cv2.imdecode``.
+    """
+    p = Path(path)
+    try:
+        data = np.fromfile(p, dtype=np.uint8)
+    except OSError as exc:
+        raise InputError(f"{p}: cannot read image file ({exc.strerror or exc})") from None
+    image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    if image is None:
+        raise InputError(f"{p}: not a readable image (expected jpg/png/bmp/webp/tiff)")
+    return image
+
+
+def resize_and_crop(image: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
+    """Geometric part of the pipeline: (H, W, C) uint8 -> (size_h, size_w, C) uint8."""
+    out_h, out_w = spec.size
+    h, w = image.shape[:2]
+    if spec.resize == "stretch":
+        return _resize(image, out_w, out_h)
+    short = spec.short_side
+    ratio = short / min(h, w)
+    new_w, new_h = max(out_w, round(w * ratio)), max(out_h, round(h * ratio))
+    resized = _resize(image, new_w, new_h)
+    top, left = (new_h - out_h) // 2, (new_w - out_w) // 2
+    return resized[top : top + out_h, left : left + out_w]
+
+
+def _resize(image: np.ndarray, width: int, height: int) -> np.ndarray:
+    if image.shape[1] == width and image.shape[0] == height:
+        return image
+    shrinking = width < image.shape[1] and height < image.shape[0]
+    # INTER_AREA approximates an anti-aliased downscale; bilinear when enlarging.
+    return cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
+
+
+def to_tensor(image: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
+    """Photometric part: an already-sized BGR uint8 image -> normalised float array (C, H, W)/(H, W, C)."""
+    if image.ndim == 2:
+        image = image[:, :, None]
+    if spec.color == "gray":
+        if image.shape[2] == 3:
+            image = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)[:, :, None]
+    else:
+        if image.shape[2] == 1:
+            image = np.repeat(image, 3, axis=2)
+        elif image.shape[2] == 4:
+            image = image[:, :, :3]
+        if spec.color == "rgb":
+            image = image[:, :, ::-1]
+    mean = np.asarray(spec.mean, dtype=np.float32)
+    std = np.asarray(spec.std, dtype=np.float32)
+    # (x * scale - mean) / std folded into one multiply-add.
+    mul = np.float32(spec.scale) / std
+    add = -mean / std
+    x = image.astype(np.float32) * mul + add
+    if spec.layout == "nchw":
+        x = x.transpose(2, 0, 1)
+    return np.ascontiguousarray(x, dtype=np.float16 if spec.dtype == "float16" else np.float32)
+
+
+def preprocess_image(image: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
+    """BGR uint8 (H, W, 3) or grayscale (H, W) -> model input for one image (no batch axis)."""
+    if not isinstance(image, np.ndarray) or image.ndim not in (2, 3) or image.size == 0:
+        got = getattr(image, "shape", type(image).__name__)
+        raise InputError(f"image array {got}: expected a non-empty (H, W, 3) BGR uint8 array")
+    if image.dtype != np.uint8:
+        image = np.clip(image, 0, 255).astype(np.uint8)
+    return to_tensor(resize_and_crop(image, spec), spec)
+
+
+def preprocess_batch(images: Sequence[np.ndarray], spec: PreprocessSpec) -> np.ndarray:
+    """A list of BGR uint8 images -> one batch array ``spec.input_shape(len(images))``."""
+    return np.stack([preprocess_image(img, spec) for img in images])

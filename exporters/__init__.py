@@ -1,0 +1,2 @@
+"""torch -> ONNX export, simplification, parity verification and quantization; installed as
+``edgecv.exporters`` (imports torch)."""
