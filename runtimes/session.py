@@ -7,6 +7,8 @@ An explicit provider that cannot be honoured raises :class:`ProviderError` unles
 """
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import time
 from dataclasses import dataclass, field
@@ -46,7 +48,9 @@ def quiet_ort(verbose: bool = False) -> None:
     """Silence ONNX Runtime's own log noise unless ``verbose``."""
     import onnxruntime as ort
 
-    ort.set_default_logger_severity(0 if verbose else 3)
+    # 4 = FATAL: a failed CUDA provider load is logged at ERROR by ORT's provider bridge even when
+    # the fallback to CPU is intended; the fallback itself is reported as a one-line notice.
+    ort.set_default_logger_severity(0 if verbose else 4)
 
 
 def session_options(*, threads: int | None = None, verbose: bool = False, spinning: bool = False,
@@ -99,7 +103,11 @@ def create_session(
     wanted = _provider_list(provider)
     if wanted[0] != "CPUExecutionProvider" and hasattr(ort, "preload_dlls"):
         try:  # load the CUDA/cuDNN runtime wheels (edgecv[cuda]) before the session needs them
-            ort.preload_dlls()
+            if verbose:
+                ort.preload_dlls()
+            else:  # preload_dlls() print()s every library it cannot find
+                with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+                    ort.preload_dlls()
         except Exception:  # noqa: BLE001 - a failed preload just means CUDA will not be granted
             pass
     notices: list[str] = []

@@ -1,0 +1,241 @@
+"""Runtime benchmark: PyTorch eager vs ONNX Runtime fp32 vs ONNX Runtime int8 vs OpenCV dnn.
+
+Models: mobilenet_v2, mobilenet_v3_small, squeezenet1_1 (224x224, 1000 classes) and the LSTM and
+attention text classifiers (vocabulary 20,000, 64 tokens), all with random weights (latency does
+not depend on the values). Batch 1 and 8, 2 intra-op threads, everything in ONE process.
+
+Fairness: every runtime gets the same pre-allocated inputs, the same thread count and the same
+timing harness (:mod:`edgecv.runtimes.profiler`). Rounds are interleaved (torch, fp32, int8, cv2,
+torch, ...) so that load from other processes on a shared machine hits every runtime alike; the
+samples of all rounds are pooled and compared by their medians.
+
+int8: images use static QDQ quantization with per-channel weights, calibrated on a few random
+batches (accuracy is not the point here, kernel speed is); text models use dynamic int8
+(``edgecv.exporters.quantize.quantize_int8_dynamic``). ``reduce_range`` follows the CPU (7-bit
+weights only on x86 without VNNI).
+
+Usage::
+
+    python benchmarks/runtimes.py                    # writes benchmarks/results/runtimes.{json,md}
+    python benchmarks/runtimes.py --runs 30 --models mobilenet_v2
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+IMAGE_MODELS = ("mobilenet_v2", "mobilenet_v3_small", "squeezenet1_1")
+TEXT_MODELS = ("lstm_classifier", "attention_classifier")
+VOCAB, SEQ_LEN, CLASSES = 20000, 64, 1000
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def build(name: str) -> tuple[Any, str]:
+    """A randomly initialised model in eval mode and its task."""
+    import torch
+
+    from edgecv.models import create_model, get_model_spec
+
+    torch.manual_seed(0)
+    task = get_model_spec(name).task
+    kwargs = {"num_classes": 2, "vocab_size": VOCAB} if task == "text" else {"num_classes": CLASSES}
+    return create_model(name, **kwargs).eval(), task
+
+
+def export(model: Any, task: str, dest: Path) -> Path:
+    from edgecv.exporters.onnx_export import export_onnx
+
+    return export_onnx(model, dest, task=task, input_shape=(3, 224, 224) if task == "image" else None)
+
+
+def quantize(src: Path, dest: Path, task: str, *, calib: np.ndarray | None) -> dict[str, Any]:
+    """Per-channel QDQ static int8 (images, random calibration) or dynamic int8 (text)."""
+    from edgecv.exporters.quantize import default_reduce_range, quantize_int8_dynamic
+
+    if task == "text":
+        return quantize_int8_dynamic(src, dest)
+    from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
+                                          quantize_static)
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.batches = iter([{"input": b} for b in calib])
+
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            return next(self.batches, None)
+
+    prepared = dest.with_suffix(".prep.onnx")
+    quant_pre_process(str(src), str(prepared), skip_symbolic_shape=False)
+    reduce = default_reduce_range()
+    quantize_static(str(prepared), str(dest), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+                    reduce_range=reduce, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                    calibrate_method=CalibrationMethod.MinMax)
+    return {"method": "static QDQ per-channel (random calibration)", "reduce_range": reduce}
+
+
+def runners(model: Any, fp32: Path, int8: Path | None, feeds: dict[str, np.ndarray], threads: int,
+            notes: list[str]) -> dict[str, Callable[[], Any]]:
+    """Zero-argument callables per runtime, inputs already bound."""
+    import functools
+
+    import cv2
+    import torch
+
+    from edgecv.runtimes.session import create_session
+
+    out: dict[str, Callable[[], Any]] = {}
+    tensor = torch.from_numpy(next(iter(feeds.values())))
+
+    def torch_run() -> Any:
+        with torch.inference_mode():
+            return model(tensor)
+
+    out["torch eager"] = torch_run
+    out["ORT fp32"] = functools.partial(create_session(fp32, provider="cpu", threads=threads).session.run, None, feeds)
+    if int8 is not None:
+        out["ORT int8"] = functools.partial(create_session(int8, provider="cpu", threads=threads).session.run,
+                                            None, feeds)
+    try:
+        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+        cv2.setNumThreads(threads)
+        net = cv2.dnn.readNetFromONNX(str(fp32))
+        net.setInput(next(iter(feeds.values())))
+        net.forward()
+        out["cv2.dnn fp32"] = net.forward
+    except cv2.error as exc:
+        lines = [ln for ln in str(exc).splitlines() if "error:" in ln] or [str(exc)]
+        notes.append(f"{fp32.stem}: cv2.dnn cannot run it ({lines[0].strip()[:160]})")
+    return out
+
+
+def interleaved(fns: dict[str, Callable[[], Any]], *, runs: int, rounds: int, warmup: int) -> dict[str, Any]:
+    """Warm every runtime, then alternate them in ``rounds`` blocks and pool each one's samples.
+
+    Each block starts with two untimed runs: the thread pool of the runtime that ran before
+    (OpenMP in torch, OpenCV's own pool) may still be spinning and would bill its CPU time to
+    the next runtime's first samples.
+    """
+    from edgecv.runtimes.profiler import time_runs
+
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
+    pooled: dict[str, list[np.ndarray]] = {k: [] for k in fns}
+    per_round = max(1, runs // rounds)
+    for _ in range(rounds):
+        for key, fn in fns.items():
+            fn()
+            fn()
+            pooled[key].append(time_runs(fn, runs=per_round))
+    return {k: np.concatenate(v) for k, v in pooled.items()}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", default=",".join(IMAGE_MODELS + TEXT_MODELS))
+    parser.add_argument("--batches", default="1,8")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--runs", type=int, default=60, help="timed runs per runtime and configuration")
+    parser.add_argument("--rounds", type=int, default=4)
+    parser.add_argument("--warmup", type=int, default=10)
+    parser.add_argument("--out", default=str(RESULTS))
+    args = parser.parse_args(argv)
+
+    import torch
+
+    from edgecv.io import write_json_atomic, write_text_atomic
+    from edgecv.runtimes import sysinfo
+    from edgecv.runtimes.profiler import summarize
+    from edgecv.runtimes.roofline import matmul_peak_gflops, model_macs
+
+    torch.set_num_threads(args.threads)
+    env = sysinfo.collect(["CPUExecutionProvider"])
+    load_before = os.getloadavg()
+    peak = matmul_peak_gflops(threads=args.threads)
+    peak_np = matmul_peak_gflops(threads=args.threads, method="numpy")
+    rows: list[dict[str, Any]] = []
+    notes: list[str] = []
+    quant: dict[str, Any] = {}
+    rng = np.random.default_rng(0)
+    started = time.time()
+    with tempfile.TemporaryDirectory(prefix="edgecv-bench-") as tmp:
+        for name in args.models.split(","):
+            model, task = build(name)
+            fp32 = export(model, task, Path(tmp) / f"{name}.onnx")
+            calib = None if task == "text" else rng.standard_normal((4, 8, 3, 224, 224)).astype(np.float32)
+            int8 = Path(tmp) / f"{name}.int8.onnx"
+            try:
+                quant[name] = quantize(fp32, int8, task, calib=calib)
+            except Exception as exc:  # report, keep benchmarking the rest
+                notes.append(f"{name}: int8 quantization failed ({' '.join(str(exc).split())[:160]})")
+                int8 = None
+            for batch in (int(b) for b in args.batches.split(",")):
+                if task == "text":
+                    feeds = {"input_ids": rng.integers(1, VOCAB, size=(batch, SEQ_LEN)).astype(np.int64)}
+                else:
+                    feeds = {"input": rng.standard_normal((batch, 3, 224, 224)).astype(np.float32)}
+                print(f"{name} batch {batch} ...", file=sys.stderr, flush=True)
+                fns = runners(model, fp32, int8, feeds, args.threads, notes)
+                samples = interleaved(fns, runs=args.runs, rounds=args.rounds, warmup=args.warmup)
+                macs = model_macs(fp32, batch=batch, seq_len=SEQ_LEN if task == "text" else None)
+                base = summarize(samples["torch eager"]).p50_ms
+                fp32_p50 = summarize(samples["ORT fp32"]).p50_ms
+                for runtime, s in samples.items():
+                    st = summarize(s, items_per_run=batch)
+                    gflops = 2.0 * macs / 1e9 / (st.p50_ms / 1e3) if macs else None
+                    rows.append({"model": name, "runtime": runtime, "batch": batch, "threads": args.threads,
+                                 "seq_len": SEQ_LEN if task == "text" else None, **st.to_dict(),
+                                 "speedup_vs_torch": base / st.p50_ms, "speedup_vs_ort_fp32": fp32_p50 / st.p50_ms,
+                                 "macs": macs, "gflops": gflops,
+                                 # int8 arithmetic vs a float32 ceiling is not a like-for-like ratio
+                                 "pct_peak": 100.0 * gflops / peak if gflops and "int8" not in runtime else None})
+    load_after = os.getloadavg()
+    meta = {"environment": env, "threads": args.threads, "runs": args.runs, "rounds": args.rounds,
+            "warmup": args.warmup, "matmul_peak_gflops_ort": peak, "matmul_peak_gflops_numpy": peak_np,
+            "load_average_before": load_before, "load_average_after": load_after,
+            "seconds": time.time() - started, "quantization": quant, "notes": notes,
+            "vnni_note": sysinfo.vnni_note(env)}
+    out = Path(args.out)
+    write_json_atomic(out / "runtimes.json", {"meta": meta, "results": rows})
+    write_text_atomic(out / "runtimes.md", markdown(rows, meta))
+    print(markdown(rows, meta))
+    return 0
+
+
+def markdown(rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
+    env = meta["environment"]
+    v = env["versions"]
+    lines = ["# Runtime benchmark", "",
+             f"- CPU: {env['cpu']}, {env['cores_usable']} usable cores, int8 flags: {', '.join(env['int8_flags']) or 'none'}",
+             f"- onnxruntime {v['onnxruntime']}, onnx {v['onnx']}, numpy {v['numpy']}, opencv {v['opencv']}, "
+             f"torch {__import__('torch').__version__}",
+             f"- {meta['threads']} threads; {meta['warmup']} warm-up runs, then {meta['runs']} timed runs per runtime "
+             f"in {meta['rounds']} interleaved rounds; p50 compared",
+             f"- measured float32 matmul peak at {meta['threads']} threads: {meta['matmul_peak_gflops_ort']:.1f} GFLOP/s "
+             f"(ONNX Runtime MatMul), {meta['matmul_peak_gflops_numpy']:.1f} GFLOP/s (numpy)",
+             "- load average before / after: " + " / ".join(", ".join(f"{x:.2f}" for x in meta[k])
+                                                            for k in ("load_average_before", "load_average_after")),
+             f"- {meta['vnni_note']}", "",
+             "| model | batch | runtime | p50 ms | p90 ms | p99 ms | items/s | vs torch | vs ORT fp32 | GFLOP/s | % peak |",
+             "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        g = "-" if r["gflops"] is None else f"{r['gflops']:.1f}"
+        p = "-" if r["pct_peak"] is None else f"{r['pct_peak']:.1f}%"
+        lines.append(f"| {r['model']} | {r['batch']} | {r['runtime']} | {r['p50_ms']:.2f} | {r['p90_ms']:.2f} | "
+                     f"{r['p99_ms']:.2f} | {r['throughput']:.1f} | {r['speedup_vs_torch']:.2f}x | "
+                     f"{r['speedup_vs_ort_fp32']:.2f}x | {g} | {p} |")
+    if meta["notes"]:
+        lines += ["", *[f"- {n}" for n in meta["notes"]]]
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    sys.exit(main())

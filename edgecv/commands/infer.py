@@ -1,0 +1,203 @@
+"""``edgecv infer``: classify images, folders, video, cameras, streams or text (torch-free)."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from edgecv.runtimes.session import PROVIDER_CHOICES
+
+EXAMPLES = """
+\b
+Examples:
+  edgecv infer model.onnx cat.jpg                       # one image, top-5
+  edgecv infer model.onnx photos/ --batch-size 8 --csv out.csv
+  edgecv infer model.onnx clip.mp4 --save out.mp4 --json out.jsonl --smooth 0.3
+  edgecv infer model.onnx --camera 0 --show
+  edgecv infer model.onnx rtsp://10.0.0.5/stream --json frames.jsonl
+  edgecv infer sentiment.onnx --text "the movie was great" --show-attention
+  edgecv infer mobilenetv2.onnx dog.jpg --labels imagenet --resize 256 --crop 224
+"""
+
+
+@click.command("infer", epilog=EXAMPLES)
+@click.argument("model", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("inputs", nargs=-1)
+@click.option("--camera", type=int, default=None, metavar="N", help="Read camera N (live: newest frame only).")
+@click.option("--text", "texts", multiple=True, help="Text to classify (repeatable).")
+@click.option("--text-file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Classify each non-empty line of this file.")
+@click.option("--provider", type=click.Choice(PROVIDER_CHOICES), default="auto", show_default=True,
+              help="Execution provider; auto uses CUDA only if the session really gets it.")
+@click.option("--allow-fallback", is_flag=True, help="Let an explicit --provider fall back to CPU.")
+@click.option("--threads", type=click.IntRange(min=1), default=None, help="ONNX Runtime intra-op threads.")
+@click.option("--top-k", "top_k", type=click.IntRange(min=1), default=5, show_default=True)
+@click.option("--batch-size", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Images per inference call for files/folders.")
+@click.option("--stride", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Video files: classify every K-th frame.")
+@click.option("--max-frames", type=click.IntRange(min=1), default=None, help="Stop after this many frames.")
+@click.option("--smooth", type=click.FloatRange(0, 1, min_open=True), default=None, metavar="ALPHA",
+              help="Exponential moving average of probabilities across frames (weight of the newest).")
+@click.option("--labels", default=None, metavar="FILE|imagenet", help="Class names (foreign models).")
+@click.option("--size", default=None, metavar="H,W", help="Network input size (foreign models).")
+@click.option("--resize", type=click.IntRange(min=1), default=None, metavar="SHORT_SIDE",
+              help="Resize the short side to this, then centre-crop to the input size.")
+@click.option("--crop", type=click.IntRange(min=1), default=None, metavar="N", help="Centre crop N x N (sets the size).")
+@click.option("--stretch", is_flag=True, help="Resize the whole frame to the input size (no crop).")
+@click.option("--scale", type=float, default=None, metavar="S", help="Multiply 0-255 pixels by S (default 1/255).")
+@click.option("--mean", default=None, metavar="R,G,B", help="Mean subtracted after scaling.")
+@click.option("--std", default=None, metavar="R,G,B", help="Std divided after scaling.")
+@click.option("--bgr", is_flag=True, help="Feed BGR instead of RGB.")
+@click.option("--json", "json_path", default=None, metavar="OUT.jsonl",
+              help="One JSON line per image/frame ('-' = stdout).")
+@click.option("--csv", "csv_path", default=None, metavar="OUT.csv", help="Per-image results as CSV.")
+@click.option("--save", "save_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              metavar="OUT.mp4", help="Write the annotated video.")
+@click.option("--report", "report_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write the end summary as JSON.")
+@click.option("--show", is_flag=True, help="Open a window with the annotated frames (q quits).")
+@click.option("--show-attention", is_flag=True, help="Text models exported with attention: print who attends to whom.")
+@click.option("--retries", type=click.IntRange(min=0), default=5, show_default=True,
+              help="Stream reconnect attempts (back-off 0.5 s doubling to 8 s) before exit 1.")
+@click.option("--quiet", "-q", is_flag=True, help="Only the summary, no per-image lines.")
+@click.option("--verbose", is_flag=True, help="Show ONNX Runtime's own log.")
+def infer(model: Path, inputs: tuple[str, ...], camera: int | None, texts: tuple[str, ...],
+          text_file: Path | None, provider: str, allow_fallback: bool, threads: int | None, top_k: int,
+          batch_size: int, stride: int, max_frames: int | None, smooth: float | None, labels: str | None,
+          size: str | None, resize: int | None, crop: int | None, stretch: bool, scale: float | None,
+          mean: str | None, std: str | None, bgr: bool, json_path: str | None, csv_path: str | None,
+          save_path: Path | None, report_path: Path | None, show: bool, show_attention: bool, retries: int,
+          quiet: bool, verbose: bool) -> None:
+    """Classify images, folders, video, cameras, streams or text with an .onnx model.
+
+    Reads labels and preprocessing from the model's edgecv metadata; foreign models use the
+    flags below (defaults: RGB, x/255, ImageNet mean/std, short side 256 -> crop 224 unless the
+    graph fixes the size). Prints the providers actually used and an end summary.
+    """
+    from edgecv.runtimes.classifier import load
+
+    text_items = list(texts)
+    if text_file is not None:
+        text_items += [ln.strip() for ln in text_file.read_text(encoding="utf-8").splitlines() if ln.strip()]
+    modes = sum(bool(x) for x in (inputs, camera is not None, text_items))
+    if modes != 1:
+        raise click.UsageError("give exactly one of: INPUTS (images/folders/video/URL), --camera N, --text/--text-file")
+    overrides: dict[str, Any] = {k: v for k, v in dict(size=size, resize=resize, crop=crop, scale=scale,
+                                                        mean=mean, std=std).items() if v is not None}
+    if stretch:
+        overrides["stretch"] = True
+    if bgr:
+        overrides["bgr"] = True
+    clf = load(model, provider=provider, threads=threads, verbose=verbose, allow_fallback=allow_fallback,
+               labels=labels, **overrides)
+    out = sys.stderr if json_path == "-" else sys.stdout
+    for notice in clf.info.notices:
+        click.echo(notice, err=True)
+    click.echo(clf.describe(), file=out)
+    if text_items:
+        _infer_text(clf, text_items, top_k=top_k, json_path=json_path, show_attention=show_attention,
+                    quiet=quiet, out=out)
+        return
+    _infer_stream(clf, inputs, camera=camera, top_k=top_k, batch_size=batch_size, stride=stride,
+                  max_frames=max_frames, smooth=smooth, json_path=json_path, csv_path=csv_path,
+                  save_path=save_path, report_path=report_path, show=show, retries=retries, quiet=quiet, out=out)
+
+
+def _infer_text(clf: Any, texts: list[str], *, top_k: int, json_path: str | None, show_attention: bool,
+                quiet: bool, out: Any) -> None:
+    import json
+
+    from edgecv.errors import InputError
+    from edgecv.runtimes.attention_view import format_attention
+    from edgecv.runtimes.outputs import JsonlSink
+
+    if show_attention and clf.attention_name is None:
+        raise InputError(f"{clf.path.name}: has no 'attention' output; export an attention model with "
+                         f"attention weights to use --show-attention")
+    preds = clf.predict_text(texts, top_k=top_k, attention=show_attention)
+    sink = JsonlSink(json_path) if json_path else None
+    try:
+        for i, pred in enumerate(preds):
+            if sink is not None:
+                sink._fh.write(json.dumps({**pred.to_dict(), "frame": i}) + "\n")
+            if not quiet:
+                ranked = ", ".join(f"{t.label} {t.prob:.3f}" for t in pred.top_k)
+                click.echo(f"{pred.label:<12} {pred.prob:6.3f}  {_clip(pred.source, 60)!r}  [{ranked}]", file=out)
+            if show_attention and pred.attention is not None:
+                click.echo(format_attention(pred.tokens or [], pred.attention), file=out)
+    finally:
+        if sink is not None:
+            sink.close()
+    t = preds[0].timings if preds else None
+    if t is not None:
+        click.echo(f"{len(preds)} texts: tokenize {t.preprocess_ms:.2f} ms, inference {t.inference_ms:.2f} ms, "
+                   f"postprocess {t.postprocess_ms:.2f} ms (one batch)", file=out)
+
+
+def _clip(text: str, n: int) -> str:
+    return text if len(text) <= n else text[: n - 3] + "..."
+
+
+def _infer_stream(clf: Any, inputs: tuple[str, ...], *, camera: int | None, top_k: int, batch_size: int,
+                  stride: int, max_frames: int | None, smooth: float | None, json_path: str | None,
+                  csv_path: str | None, save_path: Path | None, report_path: Path | None, show: bool,
+                  retries: int, quiet: bool, out: Any) -> None:
+    import threading
+
+    from edgecv.errors import InputError
+    from edgecv.io import write_json_atomic
+    from edgecv.runtimes.outputs import CsvSink, JsonlSink, ShowSink, VideoSink, format_summary
+    from edgecv.runtimes.sources import ImageSource, open_source
+    from edgecv.runtimes.stream import run_stream
+
+    if clf.task != "image":
+        raise InputError(f"{clf.path.name}: is a text model; use --text or --text-file")
+    source = open_source(inputs, camera=camera, stride=stride, retries=retries)
+    is_images = isinstance(source, ImageSource)
+    stop = threading.Event()
+    sinks: list[Any] = []
+    try:
+        if json_path:
+            sinks.append(JsonlSink(json_path))
+        if csv_path:
+            sinks.append(CsvSink(csv_path))
+        if save_path is not None:
+            if is_images:
+                raise InputError(f"{save_path}: --save needs a video, camera or stream input")
+            fps = None if source.live or source.fps is None else source.fps / stride
+            sinks.append(VideoSink(save_path, fps=fps))
+        if show:
+            sinks.append(ShowSink(stop))
+    except BaseException:
+        for sink in sinks:
+            sink.close()
+        source.close()
+        raise
+    total = len(source) if is_images else getattr(source, "frame_count", None)
+    bar = None
+    if sys.stdout.isatty() and not source.live and not (is_images and total is not None and total < 20):
+        from tqdm import tqdm
+        bar = tqdm(total=(total // stride if total and not is_images else total), unit="frame", leave=False)
+
+    def on_result(result: Any) -> None:
+        if bar is not None:
+            bar.update(1)
+        elif is_images and not quiet and json_path != "-":
+            ranked = ", ".join(f"{t.label} {t.prob:.3f}" for t in result.top_k)
+            click.echo(f"{result.source}  {result.top_k[0].label} {result.top_k[0].prob:.3f}  [{ranked}]", file=out)
+
+    try:
+        report = run_stream(clf, source, top_k=top_k, smooth=smooth, sinks=sinks, stop=stop,
+                            max_frames=max_frames, batch_size=batch_size if is_images else 1, on_result=on_result)
+    finally:
+        if bar is not None:
+            bar.close()
+    click.echo(format_summary(report), file=out)
+    if report_path is not None:
+        write_json_atomic(report_path, report.to_dict())
+    if report.frames == 0 and not report.interrupted:
+        raise InputError(f"{source.name}: no frames could be classified"
+                         + (f" ({len(report.unreadable)} unreadable inputs)" if report.unreadable else ""))

@@ -1,0 +1,208 @@
+"""``edgecv profile``: honest on-device latency of one or more ONNX models (torch-free)."""
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any
+
+import click
+
+
+def _int_list(value: str | None, flag: str) -> list[int]:
+    try:
+        items = [int(v) for v in value.split(",") if v.strip()] if value else []
+    except ValueError:
+        items = []
+        bad = True
+    else:
+        bad = not items or any(i < 1 for i in items)
+    if bad:
+        raise click.BadParameter(f"{value!r}: expected comma-separated positive integers, e.g. 1,8,32",
+                                 param_hint=flag)
+    return items
+
+
+def _default_threads() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+@click.command("profile", context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("models", nargs=-1, required=True, metavar="MODEL.onnx [MORE.onnx ...]")
+@click.option("--provider", default="auto", show_default=True,
+              help="Comma-separated providers to sweep: auto, cpu, cuda, tensorrt.")
+@click.option("--batch", default="1", show_default=True, help="Comma-separated batch sizes, e.g. 1,8,32.")
+@click.option("--threads", default=None, help="Comma-separated intra-op thread counts [default: usable cores].")
+@click.option("--seq-len", default=None, help="Text models: comma-separated sequence lengths, e.g. 16,64,256.")
+@click.option("--shape", "shapes", multiple=True, metavar="NAME=D0,D1,...",
+              help="Input shape for foreign models with dynamic dims, e.g. input=1,3,224,224 (dim 0 follows --batch).")
+@click.option("--warmup", default=10, show_default=True, type=int, help="Untimed runs before measuring.")
+@click.option("--runs", default=None, type=int, help="Timed runs per configuration [default: 100].")
+@click.option("--duration", default=None, type=float, metavar="S", help="Time each configuration for S seconds instead of --runs.")
+@click.option("--ops", is_flag=True, help="Per-operator-type time table and top nodes (ONNX Runtime profiling).")
+@click.option("--top", default=10, show_default=True, type=int, help="Nodes listed by --ops.")
+@click.option("--torch", "torch_ckpt", default=None, metavar="CKPT", help="Also time PyTorch eager from this checkpoint.")
+@click.option("--opencv", is_flag=True, help="Also time cv2.dnn on the same ONNX file.")
+@click.option("--pipeline", default=None, metavar="VIDEO", help="Profile the stream loop stage by stage on a video.")
+@click.option("--peak", type=click.Choice(["onnxruntime", "numpy", "off"]), default="onnxruntime", show_default=True,
+              help="How the matmul GFLOP/s ceiling for '% peak' is measured.")
+@click.option("--json", "json_out", default=None, metavar="FILE|-", help="Write results as JSON ('-' = stdout).")
+@click.option("--csv", "csv_out", default=None, metavar="FILE", help="Write results as CSV.")
+@click.option("--markdown", "md_out", default=None, metavar="FILE", help="Write a Markdown report.")
+@click.option("--plot", "plot_out", default=None, metavar="FILE.png", help="Latency distribution plot (needs matplotlib).")
+@click.option("--assert-p99-ms", default=None, type=float, metavar="X", help="Exit 1 if any configuration's p99 exceeds X ms.")
+@click.option("--verbose", is_flag=True, help="Show ONNX Runtime's own log output.")
+def profile(models: tuple[str, ...], provider: str, batch: str, threads: str | None, seq_len: str | None,
+            shapes: tuple[str, ...], warmup: int, runs: int | None, duration: float | None, ops: bool, top: int,
+            torch_ckpt: str | None, opencv: bool, pipeline: str | None, peak: str, json_out: str | None,
+            csv_out: str | None, md_out: str | None, plot_out: str | None, assert_p99_ms: float | None,
+            verbose: bool) -> None:
+    """Measure latency of MODEL.onnx on this device: cold start, p50/p90/p99, throughput.
+
+    Several files (e.g. fp32 / int8 exports) are compared side by side with ratios to the first;
+    --torch and --opencv add baselines measured in the same run with the same threads.
+
+    \b
+    Examples:
+      edgecv profile model.onnx
+      edgecv profile fp32.onnx int8.onnx --batch 1,8 --threads 1,2 --markdown report.md
+      edgecv profile model.onnx --ops --top 15
+      edgecv profile model.onnx --torch runs/exp1/best.pt --opencv --json -
+      edgecv profile text.onnx --seq-len 16,64,256 --assert-p99-ms 20
+      edgecv profile foreign.onnx --shape input=1,3,224,224
+    """
+    from edgecv.runtimes.profile_job import ProfileOptions, check_p99, run_profile
+    from edgecv.runtimes.session import PROVIDER_CHOICES
+    from edgecv.runtimes.sweep import parse_shapes
+
+    providers = [p.strip().lower() for p in provider.split(",") if p.strip()]
+    for p in providers or [provider]:
+        if p not in PROVIDER_CHOICES:
+            raise click.BadParameter(f"{p!r}: expected one of {', '.join(PROVIDER_CHOICES)}", param_hint="--provider")
+    if runs is not None and duration is not None:
+        raise click.UsageError("--runs and --duration: give one of them, not both")
+    if top < 1:
+        raise click.BadParameter(f"{top}: expected a positive integer", param_hint="--top")
+    opts = ProfileOptions(
+        models=list(models), providers=providers, batches=_int_list(batch, "--batch"),
+        threads=_int_list(threads, "--threads") if threads else [_default_threads()],
+        seq_lens=_int_list(seq_len, "--seq-len") if seq_len else [None], shapes=parse_shapes(shapes),
+        warmup=warmup, runs=runs, duration_s=duration, ops=ops, top=top, torch_checkpoint=torch_ckpt,
+        opencv=opencv, pipeline=pipeline, peak=peak, verbose=verbose)
+    if plot_out:  # fail before measuring, not after
+        from edgecv.errors import require
+
+        require("matplotlib", "plot")
+    to_stdout = json_out == "-"
+    say = _progress(quiet=to_stdout)
+    result = run_profile(opts, progress=say)
+    _emit(result, opts, json_out=json_out, csv_out=csv_out, md_out=md_out, plot_out=plot_out)
+    if assert_p99_ms is not None:
+        over = check_p99(result.rows, assert_p99_ms)
+        if over:
+            for line in over:
+                click.echo(f"FAIL: {line}", err=True)
+            raise SystemExit(1)
+
+
+def _progress(*, quiet: bool) -> Any:
+    """One status line per configuration on stderr when it is a terminal."""
+    if quiet or not sys.stderr.isatty():
+        return None
+
+    def say(message: str) -> None:
+        click.echo(f"  measuring {message} ...", err=True)
+
+    return say
+
+
+def _emit(result: Any, opts: Any, *, json_out: str | None, csv_out: str | None, md_out: str | None,
+          plot_out: str | None) -> None:
+    from edgecv.runtimes import report, sysinfo
+
+    header = sysinfo.header_lines(result.env)
+    budget = f"{opts.duration_s:g} s" if opts.duration_s else f"{opts.runs or 100} runs"
+    header.append(f"warm-up {opts.warmup} runs, then {budget} per configuration; times in ms, "
+                  f"'vs first' = p50 of the first model / p50 of the row")
+    public = [{k: v for k, v in row.items() if k != "samples_ms"} for row in result.rows]
+    ops_sections = [(f"operators: {label}", _ops_text(prof, opts.top, markdown=True)) for label, prof in result.ops]
+    if result.pipeline:
+        ops_sections.append(("pipeline", _pipeline_text(result.pipeline)))
+    if json_out:
+        rows = [dict(r) for r in public]
+        for label, prof in result.ops:
+            rows.append({"ops_for": label, **prof.to_dict(top=opts.top)})
+        if result.pipeline:
+            rows.append({"pipeline": result.pipeline})
+        text = report.write_json(json_out, rows, result.env)
+        if text is not None:
+            click.echo(text)
+    if csv_out:
+        report.write_csv(csv_out, public)
+    if md_out:
+        report.write_markdown(md_out, public, header + result.notices, sections=ops_sections)
+    if plot_out:
+        report.plot_latency(plot_out, result.rows)
+    if json_out == "-":
+        for notice in result.notices:
+            click.echo(notice, err=True)
+        return
+    for line in header:
+        click.echo(line)
+    for notice in result.notices:
+        click.echo(notice)
+    click.echo("")
+    click.echo(report.format_results(public))
+    comps = report.comparison_lines(public)
+    if comps:
+        click.echo("")
+        for line in comps:
+            click.echo(line)
+    for label, prof in result.ops:
+        click.echo(f"\nwhere the time goes: {label}")
+        click.echo(_ops_text(prof, opts.top))
+    if result.pipeline:
+        click.echo("\nstream pipeline:")
+        click.echo(_pipeline_text(result.pipeline))
+    for what, path in (("JSON", json_out), ("CSV", csv_out), ("Markdown", md_out), ("plot", plot_out)):
+        if path and path != "-":
+            click.echo(f"wrote {what}: {path}")
+
+
+def _ops_text(prof: Any, top: int, *, markdown: bool = False) -> str:
+    from edgecv.table import format_table
+
+    ops = [{"op": o.op_type, "ms_per_run": o.per_run_ms, "pct": o.percent, "nodes": o.count}
+           for o in prof.ops]
+    nodes = [{"node": n.node, "op": n.op_type, "ms_per_run": n.per_run_ms, "pct": n.percent}
+             for n in prof.nodes[:top]]
+    fmt = {"ms_per_run": lambda v: f"{v:.3f}", "pct": lambda v: f"{v:.1f}%"}
+    cols_o = [("op", "op type"), ("ms_per_run", "ms/run"), ("pct", "% of run"), ("nodes", "count")]
+    cols_n = [("node", "node"), ("op", "op type"), ("ms_per_run", "ms/run"), ("pct", "% of run")]
+    head = (f"{prof.runs} profiled runs, {prof.run_ms:.3f} ms per run in the trace; kernels on "
+            + ", ".join(f"{p} {v:.0f}%" for p, v in prof.providers.items()))
+    if markdown:
+        def md(rows: list[dict[str, Any]], cols: list[tuple[str, str]]) -> str:
+            lines = ["| " + " | ".join(h for _, h in cols) + " |", "|" + "---|" * len(cols)]
+            lines += ["| " + " | ".join(fmt.get(k, str)(r[k]) for k, _ in cols) + " |" for r in rows]
+            return "\n".join(lines)
+        return f"{head}\n\n{md(ops, cols_o)}\n\nTop {top} nodes:\n\n{md(nodes, cols_n)}"
+    return (f"{head}\n{format_table(ops, cols_o, formatters=fmt)}\n\ntop {top} nodes:\n"
+            f"{format_table(nodes, cols_n, formatters=fmt)}")
+
+
+def _pipeline_text(data: dict[str, Any]) -> str:
+    from edgecv.table import format_table
+
+    ms = {k: (lambda v: "-" if v is None else f"{v:.3f}") for k in ("p50_ms", "p95_ms", "mean_ms", "max_ms")}
+    lines = [format_table(data.get("stages", []),
+                          [("stage", "stage"), ("n", "frames"), ("p50_ms", "p50 ms"), ("p95_ms", "p95 ms"),
+                           ("mean_ms", "mean ms"), ("max_ms", "max ms"), ("share", "% of stage time")],
+                          formatters={"share": lambda v: "-" if v is None else f"{v:.1f}%", **ms})]
+    lines.append(f"end-to-end: {data.get('fps', 0):.1f} FPS over {data.get('frames', 0)} frames "
+                 f"({data.get('wall_s', 0):.2f} s; decode and preprocess overlap inference)"
+                 + (f", {data['dropped']} dropped" if data.get("dropped") else ""))
+    return "\n".join(lines)
+

@@ -1,0 +1,108 @@
+"""DistributedDataParallel plumbing for ``edgecv train`` under ``torchrun``.
+
+torchrun sets ``WORLD_SIZE``, ``RANK`` and ``LOCAL_RANK``; when ``WORLD_SIZE > 1`` training joins
+a process group (NCCL on CUDA, gloo on CPU), wraps the model in DDP and shards the data with a
+distributed sampler. Metrics are summed across ranks with :func:`all_reduce_sum` so every rank
+sees the same numbers, and only rank 0 writes files or prints.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class DistInfo:
+    """Where this process sits in the job."""
+
+    world_size: int = 1
+    rank: int = 0
+    local_rank: int = 0
+    backend: str | None = None
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def env_world_size() -> int:
+    try:
+        return int(os.environ.get("WORLD_SIZE", "1"))
+    except ValueError:
+        return 1
+
+
+def init_distributed(device_type: str) -> DistInfo:
+    """Join the torchrun process group if there is one; single-process runs return a default
+    :class:`DistInfo`. NCCL needs one GPU per process, so CUDA ranks bind ``cuda:LOCAL_RANK``."""
+    world = env_world_size()
+    if world <= 1:
+        return DistInfo()
+    import torch
+    import torch.distributed as dist
+
+    rank = int(os.environ.get("RANK", "0"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    backend = "nccl" if device_type == "cuda" else "gloo"
+    if device_type == "cuda":
+        torch.cuda.set_device(local_rank)
+    if not dist.is_initialized():
+        dist.init_process_group(backend=backend)
+    return DistInfo(world_size=world, rank=rank, local_rank=local_rank, backend=backend)
+
+
+def cleanup_distributed(info: DistInfo) -> None:
+    if not info.enabled:
+        return
+    import torch.distributed as dist
+
+    if dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def barrier(info: DistInfo) -> None:
+    if info.enabled:
+        import torch.distributed as dist
+
+        dist.barrier()
+
+
+def all_reduce_sum(tensor: Any, info: DistInfo) -> Any:
+    """Sum a tensor over all ranks in place (no-op in a single process); returns it."""
+    if info.enabled:
+        import torch.distributed as dist
+
+        dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
+    return tensor
+
+
+def broadcast_object(obj: Any, info: DistInfo) -> Any:
+    """Rank 0's ``obj`` on every rank (e.g. a decision taken by reading files)."""
+    if not info.enabled:
+        return obj
+    import torch.distributed as dist
+
+    holder = [obj]
+    dist.broadcast_object_list(holder, src=0)
+    return holder[0]
+
+
+def gather_lists(items: list[Any], info: DistInfo) -> list[Any]:
+    """Concatenate every rank's list (rank order); used for the paths of unreadable images."""
+    if not info.enabled:
+        return list(items)
+    import torch.distributed as dist
+
+    parts: list[Any] = [None] * info.world_size
+    dist.all_gather_object(parts, list(items))
+    return [x for part in parts for x in part]
+
+
+def unwrap(model: Any) -> Any:
+    """The plain module inside a DDP wrapper (state dicts are saved without ``module.``)."""
+    return getattr(model, "module", model)

@@ -1,0 +1,144 @@
+"""One training epoch and one evaluation pass, with metrics summed across DDP ranks.
+
+Sums are accumulated in float64 on the CPU in a fixed order, so a CPU run with a fixed seed
+gives bit-identical losses whether it runs straight through or is resumed.
+"""
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any, Iterable
+
+import numpy as np
+
+from edgecv.distributed import DistInfo, all_reduce_sum, gather_lists
+
+
+@dataclass
+class EpochResult:
+    loss: float
+    acc: float
+    samples: int
+    seconds: float
+    bad: list[str] = field(default_factory=list)  # unreadable files met in this pass
+    confusion: np.ndarray | None = None  # (C, C) true x predicted, evaluation only
+
+    @property
+    def samples_per_s(self) -> float:
+        return self.samples / self.seconds if self.seconds > 0 else 0.0
+
+
+def _progress(iterable: Iterable[Any], *, total: int, desc: str, enabled: bool) -> Any:
+    """A tqdm bar on a terminal (rank 0 only); the plain iterable otherwise."""
+    if not enabled or not sys.stdout.isatty():
+        return None
+    from tqdm import tqdm
+
+    return tqdm(iterable, total=total, desc=desc, leave=False, dynamic_ncols=True, unit="batch")
+
+
+def _set_frozen_norm_eval(model: Any) -> None:
+    """Batch-norm layers whose parameters are all frozen keep their running statistics: a frozen
+    pretrained backbone must not drift towards the statistics of a few small batches."""
+    from torch import nn
+
+    for module in model.modules():
+        if isinstance(module, nn.modules.batchnorm._BatchNorm):
+            params = list(module.parameters(recurse=False))
+            if params and not any(p.requires_grad for p in params):
+                module.eval()
+
+
+def train_one_epoch(model: Any, loader: Any, *, optimizer: Any, scheduler: Any, scaler: Any,
+                    criterion: Any, device: Any, dist: DistInfo, amp: bool, grad_clip: float | None,
+                    desc: str = "train", show_progress: bool = True) -> EpochResult:
+    """Train for one pass over ``loader``; the LR schedule steps once per batch."""
+    import torch
+
+    model.train()
+    _set_frozen_norm_eval(model)
+    loss_sum, correct, seen, bad = 0.0, 0, 0, []
+    start = time.perf_counter()
+    bar = _progress(loader, total=len(loader), desc=desc, enabled=show_progress and dist.is_main)
+    for batch in bar if bar is not None else loader:
+        bad.extend(batch["bad"])
+        if batch["x"] is None:
+            continue
+        x = batch["x"].to(device, non_blocking=True)  # (B, C, H, W) float32 or (B, T) int64
+        y = batch["y"].to(device, non_blocking=True)  # (B,)
+        optimizer.zero_grad(set_to_none=True)
+        with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=amp):
+            logits = model(x)  # (B, num_classes)
+            loss = criterion(logits, y)
+        if scaler is not None:
+            scaler.scale(loss).backward()
+            if grad_clip:
+                scaler.unscale_(optimizer)
+                torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            loss.backward()
+            if grad_clip:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+            optimizer.step()
+        scheduler.step()
+        n = int(y.shape[0])
+        loss_sum += float(loss.detach()) * n
+        correct += int((logits.detach().argmax(dim=1) == y).sum())
+        seen += n
+        if bar is not None:
+            elapsed = time.perf_counter() - start
+            bar.set_postfix(loss=f"{loss_sum / seen:.4f}", acc=f"{correct / seen:.3f}",
+                            samples_s=f"{seen * dist.world_size / max(elapsed, 1e-9):.0f}")
+    if bar is not None:
+        bar.close()
+    return _reduce(loss_sum, correct, seen, time.perf_counter() - start, bad, None, dist)
+
+
+def evaluate(model: Any, loader: Any, *, criterion: Any, device: Any, num_classes: int,
+             dist: DistInfo, amp: bool) -> EpochResult:
+    """Loss, accuracy and confusion matrix over ``loader`` (no augmentation, no gradients)."""
+    import torch
+
+    model.eval()
+    loss_sum, correct, seen, bad = 0.0, 0, 0, []
+    confusion = torch.zeros((num_classes, num_classes), dtype=torch.int64)
+    start = time.perf_counter()
+    with torch.no_grad():
+        for batch in loader:
+            bad.extend(batch["bad"])
+            if batch["x"] is None:
+                continue
+            x = batch["x"].to(device, non_blocking=True)
+            y = batch["y"].to(device, non_blocking=True)
+            with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=amp):
+                logits = model(x)  # (B, num_classes)
+                loss = criterion(logits.float(), y)
+            pred = logits.argmax(dim=1)
+            n = int(y.shape[0])
+            loss_sum += float(loss) * n
+            correct += int((pred == y).sum())
+            seen += n
+            # Flattened (true, predicted) pairs counted into the (C, C) matrix.
+            confusion += torch.bincount((y * num_classes + pred).cpu(),
+                                        minlength=num_classes * num_classes).reshape(num_classes, num_classes)
+    return _reduce(loss_sum, correct, seen, time.perf_counter() - start, bad, confusion, dist)
+
+
+def _reduce(loss_sum: float, correct: int, seen: int, seconds: float, bad: list[str],
+            confusion: Any, dist: DistInfo) -> EpochResult:
+    """Sum the per-rank totals (and confusion counts) so every rank reports the global metrics."""
+    import torch
+
+    if dist.enabled:
+        totals = torch.tensor([loss_sum, float(correct), float(seen)], dtype=torch.float64)
+        all_reduce_sum(totals, dist)
+        loss_sum, correct, seen = float(totals[0]), int(totals[1]), int(totals[2])
+        if confusion is not None:
+            all_reduce_sum(confusion, dist)
+        bad = gather_lists(bad, dist)
+    cm = confusion.numpy() if confusion is not None else None
+    return EpochResult(loss=loss_sum / seen if seen else float("nan"), acc=correct / seen if seen else 0.0,
+                       samples=seen, seconds=seconds, bad=bad, confusion=cm)

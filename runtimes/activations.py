@@ -1,0 +1,174 @@
+"""Feature maps of an ONNX model: list its intermediate tensors, run one image and draw a montage
+of a layer's channels (numpy/onnx/onnxruntime/OpenCV only, never torch).
+
+ONNX Runtime only returns graph outputs, so the chosen tensor is added as an extra output of an
+in-memory copy of the model (the file on disk is untouched). The image goes through the model's
+own contract preprocessing when it has one, so the maps are what the deployed model really sees.
+"""
+from __future__ import annotations
+
+import copy
+import difflib
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from edgecv.contract import contract_from_model
+from edgecv.errors import InputError, ModelError
+from edgecv.io import write_bytes_atomic
+from edgecv.onnx_file import graph_inputs, load_onnx
+from edgecv.preprocess import PreprocessSpec, default_spec, load_image, preprocess_image
+from edgecv.runtimes.graph_stats import SHAPE_OPS, fix_input_dims, resolve_shapes
+
+
+@dataclass
+class TensorInfo:
+    """An intermediate tensor: the node output a montage can be drawn from."""
+
+    name: str
+    op: str  # op type of the node that produces it
+    shape: list[int] | None  # at batch 1 (symbolic dims substituted)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "op": self.op, "shape": self.shape}
+
+
+def list_tensors(model: Any) -> list[TensorInfo]:
+    """Data tensors produced by the graph's nodes, in execution order (shape arithmetic left out)."""
+    work = copy.deepcopy(model)
+    fix_input_dims(work, batch=1)
+    shapes = resolve_shapes(work)
+    found = []
+    constant = {i.name for i in work.graph.initializer}
+    for node in work.graph.node:
+        if node.op_type in SHAPE_OPS or all(i in constant for i in node.input if i):
+            constant.update(node.output)  # weights passed through Identity etc. are not activations
+            continue
+        for out in node.output:
+            if not out:
+                continue
+            dims, elem = shapes.get(out, (None, 0))
+            if elem in (6, 7, 9) and (dims is None or len(dims) <= 1):
+                continue  # int32/int64/bool scalars and 1-D vectors: shape arithmetic, masks
+            found.append(TensorInfo(out, node.op_type, dims))
+    return found
+
+
+def _image_spec(model: Any, contract: Any) -> PreprocessSpec:
+    """The contract's preprocessing, or ImageNet defaults fitted to the input's declared shape."""
+    inputs = graph_inputs(model)
+    if not inputs:
+        raise ModelError("model has no inputs to feed an image to")
+    tensor = inputs[0].type.tensor_type
+    dims = [d.dim_value if d.HasField("dim_value") else None for d in tensor.shape.dim]
+    if contract is not None and contract.task != "image":
+        raise InputError(f"activation montages need an image model; this one is a {contract.task} model")
+    if len(dims) != 4:
+        raise InputError(f"input {inputs[0].name!r} has rank {len(dims)}: activation montages need an "
+                         "image model with an (N, C, H, W) or (N, H, W, C) input")
+    dtype = "float16" if tensor.elem_type == 10 else "float32"
+    if contract is not None and contract.preprocess is not None:
+        return contract.preprocess.replace(dtype=dtype)
+    nhwc = dims[3] in (1, 3) and dims[1] not in (1, 3)
+    channels = (dims[3] if nhwc else dims[1]) or 3
+    h, w = (dims[1], dims[2]) if nhwc else (dims[2], dims[3])
+    spec = default_spec(size=(h or 224, w or 224), channels=1 if channels == 1 else 3)
+    return spec.replace(layout="nhwc" if nhwc else "nchw", dtype=dtype)
+
+
+def compute_activation(model_path: str | os.PathLike[str], image_path: str | os.PathLike[str],
+                       layer: str, *, spec: PreprocessSpec | None = None) -> np.ndarray:
+    """Run one image through the model and return ``layer``'s tensor (batch axis included)."""
+    import onnxruntime as ort
+    from onnx import helper
+
+    model = load_onnx(model_path)
+    names = {t.name: t for t in list_tensors(model)}
+    names.update({o.name: None for o in model.graph.output})
+    if layer not in names:
+        raise InputError(f"{Path(model_path).name}: no tensor named {layer!r}; "
+                         f"{_suggest(layer, list(names))} (list them with --layers)")
+    contract = contract_from_model(model, source=str(model_path))
+    spec = spec or _image_spec(model, contract)
+    x = preprocess_image(load_image(image_path), spec)[None]  # (1, C, H, W) or (1, H, W, C)
+
+    work = copy.deepcopy(model)
+    if layer not in {o.name for o in work.graph.output}:
+        work.graph.output.append(helper.make_empty_tensor_value_info(layer))
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    try:
+        session = ort.InferenceSession(work.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+        input_name = session.get_inputs()[0].name
+        (value,) = session.run([layer], {input_name: x})
+    except Exception as exc:  # noqa: BLE001 - ORT raises its own exception types
+        text = " ".join(str(exc).split())[:200]
+        raise ModelError(f"{Path(model_path).name}: cannot run the model on {Path(image_path).name} "
+                         f"({text})") from None
+    return np.asarray(value)
+
+
+def _suggest(name: str, valid: list[str]) -> str:
+    close = difflib.get_close_matches(name, valid, n=5, cutoff=0.4)
+    shown = close or valid[:8]
+    more = "" if close or len(valid) <= 8 else f", ... ({len(valid)} in all)"
+    return ("close matches: " if close else "valid names include: ") + ", ".join(shown) + more
+
+
+def montage(activation: np.ndarray, *, max_channels: int = 64, tile: int = 96, gap: int = 2,
+            colormap: int | None = cv2.COLORMAP_VIRIDIS, layer: str = "tensor") -> np.ndarray:
+    """A grid of per-channel maps of one sample, each min-max normalised to 0-255 -> BGR uint8.
+
+    ``activation`` is (1, C, H, W) or (C, H, W); small maps are enlarged with nearest
+    neighbour so each pixel stays a visible block.
+    """
+    x = np.asarray(activation, dtype=np.float32)
+    if x.ndim == 4:
+        x = x[0]  # first sample: (C, H, W)
+    if x.ndim != 3 or x.shape[1] < 1 or x.shape[2] < 1:
+        raise InputError(f"layer {layer!r} has shape {list(activation.shape)}: a montage needs a "
+                         "feature map (N, C, H, W); pick a convolution or pooling output")
+    x = x[:max_channels]
+    channels, h, w = x.shape
+    cols = math.ceil(math.sqrt(channels))
+    rows = math.ceil(channels / cols)
+    scale = max(1, tile // max(h, w))
+    th, tw = h * scale, w * scale
+    canvas = np.full((rows * (th + gap) + gap, cols * (tw + gap) + gap), 255, np.uint8)
+    background = np.ones(canvas.shape, bool)  # gaps and unused cells stay white
+    for index, fmap in enumerate(x):
+        low, high = float(np.nanmin(fmap)), float(np.nanmax(fmap))
+        norm = (fmap - low) / (high - low) if high > low else np.zeros_like(fmap)
+        img = cv2.resize((norm * 255).astype(np.uint8), (tw, th), interpolation=cv2.INTER_NEAREST)
+        r, c = divmod(index, cols)
+        top, left = gap + r * (th + gap), gap + c * (tw + gap)
+        canvas[top:top + th, left:left + tw] = img
+        background[top:top + th, left:left + tw] = False
+    if colormap is None:
+        return cv2.cvtColor(canvas, cv2.COLOR_GRAY2BGR)
+    colored = cv2.applyColorMap(canvas, colormap)
+    colored[background] = 255
+    return colored
+
+
+def write_montage(model_path: str | os.PathLike[str], image_path: str | os.PathLike[str], layer: str,
+                  out_path: str | os.PathLike[str], *, max_channels: int = 64) -> dict[str, Any]:
+    """Compute ``layer`` for one image and write its channel montage PNG; returns a summary."""
+    out = Path(out_path)
+    if out.suffix.lower() not in (".png", ".jpg", ".jpeg", ".bmp"):
+        raise InputError(f"{out}: expected a .png (or .jpg/.bmp) output path")
+    value = compute_activation(model_path, image_path, layer)
+    picture = montage(value, max_channels=max_channels, layer=layer)
+    ok, encoded = cv2.imencode(out.suffix.lower(), picture)
+    if not ok:
+        raise InputError(f"{out}: OpenCV could not encode the montage")
+    write_bytes_atomic(out, encoded.tobytes())
+    shown = min(max_channels, value.shape[1] if value.ndim == 4 else 1)
+    return {"layer": layer, "shape": list(value.shape), "channels_shown": int(shown),
+            "output": str(out), "min": float(value.min()), "max": float(value.max()),
+            "mean": float(value.mean())}

@@ -1,0 +1,209 @@
+"""Where stream results go: JSON lines, CSV, an annotated video, a window, and the end summary.
+
+Every sink writes as it goes and flushes, so Ctrl-C / SIGTERM leave complete lines behind;
+the annotated video is encoded by a writer thread and renamed into place only when finalised.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import os
+import queue
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import IO, Any, Protocol
+
+import cv2
+import numpy as np
+
+from edgecv.errors import InputError
+from edgecv.runtimes.overlay import draw_overlay
+
+
+class Sink(Protocol):
+    def write(self, result: Any) -> None: ...
+    def close(self) -> None: ...
+
+
+def _open_text(path: str | os.PathLike[str]) -> tuple[IO[str], bool]:
+    if str(path) == "-":
+        return sys.stdout, False
+    p = Path(path)
+    try:
+        p.parent.mkdir(parents=True, exist_ok=True)
+        return open(p, "w", encoding="utf-8", newline=""), True
+    except OSError as exc:
+        raise InputError(f"{p}: cannot write ({exc.strerror or exc})") from None
+
+
+class JsonlSink:
+    """One JSON object per image/frame: {"source","frame","top_k":[{"label","index","prob"}],"latency_ms"}."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = path
+        self._fh, self._owned = _open_text(path)
+        self.lines = 0
+
+    def write(self, result: Any) -> None:
+        self._fh.write(json.dumps(result.to_dict()) + "\n")
+        self._fh.flush()  # a signal between frames never leaves a half line
+        self.lines += 1
+
+    def close(self) -> None:
+        if self._owned and not self._fh.closed:
+            self._fh.close()
+
+
+class CsvSink:
+    """Folder results as a table: source, label, index, prob, latency_ms, top_k (JSON)."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self._fh, self._owned = _open_text(path)
+        self._writer = csv.writer(self._fh)
+        self._writer.writerow(["source", "frame", "label", "index", "prob", "latency_ms", "top_k"])
+
+    def write(self, result: Any) -> None:
+        best = result.top_k[0]
+        self._writer.writerow([result.source, result.frame, best.label, best.index, f"{best.prob:.6f}",
+                               f"{result.latency_ms:.3f}", json.dumps([t.to_dict() for t in result.top_k])])
+        self._fh.flush()
+
+    def close(self) -> None:
+        if self._owned and not self._fh.closed:
+            self._fh.close()
+
+
+class VideoSink:
+    """Annotated video written by a thread at ``fps`` (the source's) or, for live sources
+    (``fps=None``), at the rate measured over the first frames.
+
+    Frames go to ``.<name>.partial<ext>`` beside the target, renamed over it by :meth:`close`.
+    """
+
+    FOURCC = {".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v", ".avi": "MJPG", ".mkv": "mp4v"}
+    MEASURE_FRAMES, MEASURE_S = 30, 2.0
+
+    def __init__(self, path: str | os.PathLike[str], *, fps: float | None = None, queue_size: int = 8) -> None:
+        self.path = Path(path)
+        if self.path.suffix.lower() not in self.FOURCC:
+            raise InputError(f"{self.path}: unsupported video extension (expected {', '.join(self.FOURCC)})")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.tmp = self.path.with_name(f".{self.path.stem}.partial{self.path.suffix}")
+        self.fps = fps
+        self.frames = 0
+        self._writer: Any = None
+        self._pending: list[tuple[np.ndarray, int]] = []  # (frame, t_ns) while measuring the rate
+        self._queue: queue.Queue[Any] = queue.Queue(maxsize=queue_size)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._loop, name="edgecv-video-writer", daemon=True)
+        self._thread.start()
+
+    def write(self, result: Any) -> None:
+        if self._error is not None:
+            raise self._error
+        self._queue.put((result.frame_image, result.top_k, result.fps, result.latency_ms, time.perf_counter_ns()))
+
+    def _loop(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                break
+            if self._error is not None:
+                continue
+            try:
+                image, top_k, fps, latency, t_ns = item
+                self._emit(draw_overlay(image, top_k, fps=fps, latency_ms=latency), t_ns)
+            except BaseException as exc:  # noqa: BLE001 - surfaced on the next write/close
+                self._error = exc
+
+    def _emit(self, image: np.ndarray, t_ns: int) -> None:
+        if self._writer is None and self.fps is None:
+            self._pending.append((image, t_ns))
+            span = (t_ns - self._pending[0][1]) / 1e9
+            if len(self._pending) < self.MEASURE_FRAMES and span < self.MEASURE_S:
+                return
+            self._open_measured()
+            return
+        if self._writer is None:
+            self._open(image, self.fps or 25.0)
+        self._writer.write(image)
+        self.frames += 1
+
+    def _open_measured(self) -> None:
+        frames = self._pending
+        span = (frames[-1][1] - frames[0][1]) / 1e9
+        self.fps = (len(frames) - 1) / span if len(frames) > 1 and span > 0 else 25.0
+        self._open(frames[0][0], self.fps)
+        for image, _ in frames:
+            self._writer.write(image)
+            self.frames += 1
+        self._pending = []
+
+    def _open(self, image: np.ndarray, fps: float) -> None:
+        h, w = image.shape[:2]
+        fourcc = cv2.VideoWriter_fourcc(*self.FOURCC[self.path.suffix.lower()])
+        self._writer = cv2.VideoWriter(str(self.tmp), fourcc, float(max(1.0, min(fps, 240.0))), (w, h))
+        if not self._writer.isOpened():
+            raise InputError(f"{self.path}: OpenCV cannot open a video writer for this file")
+
+    def close(self) -> None:
+        """Drain the queue, finalise the container and move it into place."""
+        if not self._thread.is_alive() and self._writer is None and not self._pending:
+            return
+        self._queue.put(None)
+        self._thread.join()
+        if self._pending and self._error is None:
+            self._open_measured()
+        if self._writer is not None:
+            self._writer.release()
+            self._writer = None
+            os.replace(self.tmp, self.path)
+        if self._error is not None:
+            raise self._error
+
+
+class ShowSink:
+    """``--show``: an OpenCV window; pressing q or Esc stops the loop."""
+
+    def __init__(self, stop: threading.Event, *, title: str = "edgecv") -> None:
+        self.stop, self.title = stop, title
+
+    def write(self, result: Any) -> None:
+        cv2.imshow(self.title, draw_overlay(result.frame_image, result.top_k, fps=result.fps,
+                                            latency_ms=result.latency_ms))
+        if cv2.waitKey(1) & 0xFF in (ord("q"), 27):
+            self.stop.set()
+
+    def close(self) -> None:
+        try:
+            cv2.destroyWindow(self.title)
+        except cv2.error:
+            pass
+
+
+def format_summary(report: Any) -> str:
+    """The end-of-run summary: frames, FPS, per-stage p50/p95, dropped and unreadable inputs."""
+    from edgecv.table import format_table
+
+    lines = [f"{report.frames} frames in {report.wall_s:.2f} s = {report.fps:.1f} FPS "
+             f"({report.source}; provider {', '.join(report.providers)}; threads {report.threads or 'ort-default'})"]
+    rows = [{"stage": name, "p50_ms": s["p50_ms"], "p95_ms": s["p95_ms"], "mean_ms": s["mean_ms"]}
+            for name, s in report.stages.items() if s["n"]]
+    if rows:
+        lines.append(format_table(rows, [("stage", "stage"), ("p50_ms", "p50 ms"), ("p95_ms", "p95 ms"),
+                                         ("mean_ms", "mean ms")],
+                                  formatters={k: (lambda v: f"{v:.2f}") for k in ("p50_ms", "p95_ms", "mean_ms")}))
+    if report.live:
+        age = report.frame_age
+        lines.append(f"frame age p50 {age['p50_ms']:.1f} ms, p95 {age['p95_ms']:.1f} ms, max {age['max_ms']:.1f} ms; "
+                     f"dropped {report.dropped} frames (newest frame kept); reconnects {report.reconnects}")
+    else:
+        lines.append(f"dropped frames: {report.dropped}")
+    lines.append(f"unreadable inputs: {len(report.unreadable)}")
+    for item in report.unreadable[:20]:
+        lines.append(f"  skipped {item}")
+    if report.interrupted:
+        lines.append("stopped early by a signal; outputs were flushed")
+    return "\n".join(lines)

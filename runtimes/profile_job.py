@@ -1,0 +1,179 @@
+"""One ``edgecv profile`` run: sweep, baselines, roofline, per-operator breakdown, pipeline.
+
+The CLI turns options into a :class:`ProfileOptions` and calls :func:`run_profile`; everything
+that measures lives here and in the modules it calls, so the same run is scriptable from Python.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+from edgecv.errors import EdgecvError
+from edgecv.runtimes import roofline, sweep
+
+
+@dataclass
+class ProfileOptions:
+    models: list[str]
+    providers: list[str] = field(default_factory=lambda: ["auto"])
+    batches: list[int] = field(default_factory=lambda: [1])
+    threads: list[int | None] = field(default_factory=lambda: [None])
+    seq_lens: list[int | None] = field(default_factory=lambda: [None])
+    shapes: dict[str, list[int]] = field(default_factory=dict)
+    warmup: int = 10
+    runs: int | None = None
+    duration_s: float | None = None
+    ops: bool = False
+    top: int = 10
+    torch_checkpoint: str | None = None
+    opencv: bool = False
+    pipeline: str | None = None
+    peak: str = "onnxruntime"  # "onnxruntime" | "numpy" | "off"
+    verbose: bool = False
+
+
+@dataclass
+class ProfileReport:
+    rows: list[dict[str, Any]]  # one per measured configuration, ratios included
+    env: dict[str, Any]
+    notices: list[str]
+    ops: list[tuple[str, Any]] = field(default_factory=list)  # (label, OpsProfile)
+    pipeline: dict[str, Any] | None = None
+
+
+_RUNTIME_ORDER = {"onnxruntime": 0, "torch": 1, "opencv": 2}
+
+
+def run_profile(opts: ProfileOptions, *, progress: Callable[[str], None] | None = None) -> ProfileReport:
+    """Measure every configuration, then add baselines, roofline and ratios."""
+    from edgecv.runtimes import report, sysinfo
+    from edgecv.runtimes.profiler import check_budget
+
+    check_budget(runs=opts.runs, duration_s=opts.duration_s, warmup=opts.warmup)
+    say = progress or (lambda _msg: None)
+    infos = [sweep.inspect_model(p) for p in opts.models]
+    configs = sweep.expand(infos, providers=opts.providers, batches=opts.batches,
+                           threads=opts.threads, seq_lens=opts.seq_lens)
+    for cfg in configs:  # fail on un-synthesisable inputs before anything slow runs
+        sweep.synthesize_inputs(cfg.model, batch=cfg.batch, seq_len=cfg.seq_len, shapes=opts.shapes)
+    notices: list[str] = []
+    results: list[sweep.ProfileResult] = []
+    for cfg in configs:
+        say(f"{cfg.model.name} {cfg.provider} batch {cfg.batch} threads {cfg.threads}"
+            + (f" seq {cfg.seq_len}" if cfg.seq_len else ""))
+        results.append(sweep.profile_config(cfg, warmup=opts.warmup, runs=opts.runs, duration_s=opts.duration_s,
+                                            shapes=opts.shapes, verbose=opts.verbose, notices=notices))
+    results += _baselines(opts, configs, notices, say)
+    order = {info.name: i for i, info in enumerate(infos)}
+    lead = results[0].provider if results else None
+    results.sort(key=lambda r: (r.provider != lead, r.batch, r.threads or 0, r.seq_len or 0,
+                                _RUNTIME_ORDER.get(r.runtime, 9) > 0, order.get(r.model, len(order)),
+                                _RUNTIME_ORDER.get(r.runtime, 9)))
+    # sort puts each group's first-model ONNX Runtime row first, so ratios read "vs first model"
+    _add_roofline(opts, results, infos, notices, say)
+    rows = report.add_ratios([r.to_dict(samples=True) for r in results])
+    env = sysinfo.collect(p for r in results for p in r.providers)
+    out = ProfileReport(rows, env, notices)
+    if opts.ops:
+        out.ops = _ops(opts, configs, say)
+    if opts.pipeline:
+        out.pipeline = run_pipeline(opts, infos[0], say)
+    return out
+
+
+def _baselines(opts: ProfileOptions, configs: Sequence[sweep.Config], notices: list[str],
+               say: Callable[[str], None]) -> list[sweep.ProfileResult]:
+    from edgecv.runtimes import baselines
+
+    out: list[sweep.ProfileResult] = []
+    if opts.torch_checkpoint:
+        first = configs[0].model
+        t0 = time.perf_counter_ns()
+        model = baselines.load_torch_model(opts.torch_checkpoint, contract=first.contract)
+        load_ms = (time.perf_counter_ns() - t0) / 1e6
+        seen = set()
+        for cfg in configs:
+            key = (cfg.batch, cfg.threads, cfg.seq_len)
+            if cfg.model is not first or key in seen:
+                continue
+            seen.add(key)
+            say(f"torch eager batch {cfg.batch} threads {cfg.threads}")
+            feeds = sweep.synthesize_inputs(cfg.model, batch=cfg.batch, seq_len=cfg.seq_len, shapes=opts.shapes)
+            out.append(baselines.profile_torch(model, cfg, feeds, warmup=opts.warmup, runs=opts.runs,
+                                               duration_s=opts.duration_s, label=opts.torch_checkpoint,
+                                               create_ms=load_ms))
+    if opts.opencv:
+        seen = set()
+        failed: set[str] = set()
+        for cfg in configs:
+            key = (cfg.model.name, cfg.batch, cfg.threads, cfg.seq_len)
+            if key in seen or cfg.model.name in failed:
+                continue
+            seen.add(key)
+            say(f"{cfg.model.name} cv2.dnn batch {cfg.batch} threads {cfg.threads}")
+            feeds = sweep.synthesize_inputs(cfg.model, batch=cfg.batch, seq_len=cfg.seq_len, shapes=opts.shapes)
+            try:
+                out.append(baselines.profile_opencv(cfg, feeds, warmup=opts.warmup, runs=opts.runs,
+                                                    duration_s=opts.duration_s))
+            except EdgecvError as exc:  # one model cv2.dnn cannot load must not lose the others
+                notices.append(f"notice: {exc}")
+                failed.add(cfg.model.name)
+    return out
+
+
+def _add_roofline(opts: ProfileOptions, results: list[sweep.ProfileResult], infos: Sequence[sweep.ModelInfo],
+                  notices: list[str], say: Callable[[str], None]) -> None:
+    by_name = {i.name: i for i in infos}
+    macs_cache: dict[tuple[Any, ...], int | None] = {}
+    peaks: dict[int | None, float | None] = {}
+    for r in results:
+        info = by_name.get(r.model) if r.runtime != "torch" else infos[0]
+        if info is None:
+            continue
+        key = (info.name, r.batch, r.seq_len)
+        if key not in macs_cache:
+            feeds = sweep.synthesize_inputs(info, batch=r.batch, seq_len=r.seq_len, shapes=opts.shapes)
+            image = next((v.shape[-1] for v in feeds.values() if v.ndim == 4), None)
+            macs_cache[key] = roofline.model_macs(info.path, batch=r.batch, seq_len=r.seq_len, image_size=image)
+        peak = None
+        if opts.peak != "off" and r.provider == "cpu":
+            if r.threads not in peaks:
+                say(f"matmul peak, threads {r.threads}")
+                peaks[r.threads] = roofline.matmul_peak_gflops(threads=r.threads, method=opts.peak)
+            peak = peaks[r.threads]
+        r.extra.update(roofline.achieved(macs_cache[key], r.stats.p50_ms, peak))
+    if opts.peak != "off" and peaks:
+        notices.append("peak = measured float32 matmul GFLOP/s (" + opts.peak + ") at "
+                       + ", ".join(f"{t or 'default'} threads: {p:.1f}" for t, p in peaks.items() if p))
+
+
+def _ops(opts: ProfileOptions, configs: Sequence[sweep.Config], say: Callable[[str], None]) -> list[tuple[str, Any]]:
+    from edgecv.runtimes.ops_profile import profile_ops
+
+    out = []
+    runs = min(opts.runs or 50, 200)
+    for cfg in configs:
+        label = f"{cfg.model.name} {cfg.provider} batch {cfg.batch} threads {cfg.threads}" + (
+            f" seq {cfg.seq_len}" if cfg.seq_len else "")
+        say(f"per-operator profile: {label}")
+        feeds = sweep.synthesize_inputs(cfg.model, batch=cfg.batch, seq_len=cfg.seq_len, shapes=opts.shapes)
+        out.append((label, profile_ops(cfg.model.path, feeds, provider=cfg.provider, threads=cfg.threads,
+                                       warmup=min(opts.warmup, 10), runs=runs, verbose=opts.verbose)))
+    return out
+
+
+def run_pipeline(opts: ProfileOptions, info: sweep.ModelInfo, say: Callable[[str], None]) -> dict[str, Any]:
+    """Stage-by-stage timing of the stream loop over a video (decode, preprocess, infer, post)."""
+    from edgecv.runtimes import pipeline_profile
+
+    say(f"pipeline: {opts.pipeline}")
+    return pipeline_profile.profile_pipeline(info.path, opts.pipeline or "", provider=opts.providers[0],
+                                             threads=opts.threads[0], verbose=opts.verbose)
+
+
+def check_p99(rows: Sequence[dict[str, Any]], limit_ms: float) -> list[str]:
+    """Configurations whose p99 exceeds ``limit_ms`` (for ``--assert-p99-ms`` in CI)."""
+    return [f"{r['model']} ({r['runtime']}, {r['provider']}, batch {r['batch']}, threads {r['threads']}"
+            + (f", seq {r['seq_len']}" if r.get("seq_len") else "") + f"): p99 {r['p99_ms']:.3f} ms > {limit_ms:g} ms"
+            for r in rows if r["p99_ms"] > limit_ms]

@@ -1,0 +1,166 @@
+"""Profile reports: a readable table, JSON, CSV, Markdown and a latency-distribution plot.
+
+Comparisons are ratios of medians measured in the same process run: every result is compared with
+the first result of the same (provider, batch, threads, seq-len) group, which is the first model
+given on the command line, so ``fp32.onnx int8.onnx --torch ckpt`` reads "x times the speed of
+fp32" on every row.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+from typing import Any, Sequence
+
+from edgecv.io import write_json_atomic, write_text_atomic
+from edgecv.table import format_table
+
+COLUMNS: list[tuple[str, str]] = [
+    ("model", "model"), ("runtime", "runtime"), ("provider", "provider"), ("batch", "batch"),
+    ("threads", "threads"), ("seq_len", "seq"), ("create_ms", "create ms"), ("first_run_ms", "1st run ms"),
+    ("p50_ms", "p50 ms"), ("p90_ms", "p90 ms"), ("p99_ms", "p99 ms"), ("mean_ms", "mean ms"),
+    ("std_ms", "std ms"), ("min_ms", "min ms"), ("max_ms", "max ms"), ("runs", "runs"),
+    ("throughput", "items/s"), ("gflops", "GFLOP/s"), ("pct_peak", "% peak"), ("speedup", "vs first"),
+]
+
+
+def _group_key(row: dict[str, Any]) -> tuple[Any, ...]:
+    return (row.get("provider"), row.get("batch"), row.get("threads"), row.get("seq_len"))
+
+
+def add_ratios(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Add ``speedup`` (first p50 / this p50) and ``vs`` (the reference) to every row in place."""
+    first: dict[tuple[Any, ...], dict[str, Any]] = {}
+    for row in rows:
+        ref = first.setdefault(_group_key(row), row)
+        row["speedup"] = (ref["p50_ms"] / row["p50_ms"]) if row.get("p50_ms") else None
+        row["vs"] = f"{ref['model']} ({ref['runtime']})"
+    return rows
+
+
+def comparison_lines(rows: Sequence[dict[str, Any]]) -> list[str]:
+    """One sentence per non-reference row: "b.onnx (onnxruntime) is 1.8x faster than a.onnx ..."."""
+    out = []
+    for row in rows:
+        if row.get("speedup") is None or row["vs"] == f"{row['model']} ({row['runtime']})":
+            continue
+        s = row["speedup"]
+        word = f"{s:.2f}x faster than" if s >= 1 else f"{1 / s:.2f}x slower than"
+        where = f"batch {row['batch']}, threads {row['threads']}" + (f", seq {row['seq_len']}" if row.get("seq_len") else "")
+        out.append(f"{row['model']} ({row['runtime']}) is {word} {row['vs']} at {where} (p50)")
+    return out
+
+
+def _fmt_ms(value: Any) -> str:
+    return "-" if value is None else f"{value:.3f}" if value < 10 else f"{value:.1f}"
+
+
+def _fmt_ratio(value: Any) -> str:
+    return "-" if value is None else f"{value:.2f}x"
+
+
+def _fmt_pct(value: Any) -> str:
+    return "-" if value is None else f"{value:.1f}%"
+
+
+def _fmt_num(value: Any) -> str:
+    return "-" if value is None else f"{value:.1f}" if value < 1000 else f"{value:,.0f}"
+
+
+FORMATTERS = {key: _fmt_ms for key, _ in COLUMNS if key.endswith("_ms")}
+FORMATTERS.update(speedup=_fmt_ratio, pct_peak=_fmt_pct, throughput=_fmt_num, gflops=_fmt_num)
+
+
+def _columns(rows: Sequence[dict[str, Any]]) -> list[tuple[str, str]]:
+    """Drop columns that are empty for every row (no text models -> no seq column)."""
+    return [(k, h) for k, h in COLUMNS if any(r.get(k) is not None for r in rows)]
+
+
+def format_results(rows: Sequence[dict[str, Any]]) -> str:
+    return format_table(rows, _columns(rows), formatters=FORMATTERS)
+
+
+def to_json(rows: Sequence[dict[str, Any]], env: dict[str, Any]) -> list[dict[str, Any]]:
+    """The ``--json`` document: a list of results, each carrying the environment it came from."""
+    return [{**row, "environment": env} for row in rows]
+
+
+def write_json(target: str, rows: Sequence[dict[str, Any]], env: dict[str, Any]) -> str | None:
+    """Write to a file atomically, or return the text when ``target`` is ``-`` (stdout)."""
+    doc = to_json(rows, env)
+    if target == "-":
+        return json.dumps(doc, indent=2, default=str)
+    write_json_atomic(target, doc)
+    return None
+
+
+def write_csv(path: str | os.PathLike[str], rows: Sequence[dict[str, Any]]) -> None:
+    keys: list[str] = []
+    for row in rows:
+        keys.extend(k for k in row if k not in keys and k != "samples_ms")
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=keys, extrasaction="ignore")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: (";".join(map(str, v)) if isinstance(v, (list, tuple)) else v)
+                         for k, v in row.items() if k in keys})
+    write_text_atomic(path, buf.getvalue())
+
+
+def markdown_table(rows: Sequence[dict[str, Any]]) -> str:
+    cols = _columns(rows)
+    lines = ["| " + " | ".join(h for _, h in cols) + " |", "|" + "---|" * len(cols)]
+    for row in rows:
+        cells = [FORMATTERS.get(k, lambda v: "-" if v is None else str(v))(row.get(k)) for k, _ in cols]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def write_markdown(path: str | os.PathLike[str], rows: Sequence[dict[str, Any]], header: Sequence[str],
+                   *, title: str = "edgecv profile", sections: Sequence[tuple[str, str]] = ()) -> None:
+    parts = [f"# {title}", "", *[f"- {line}" for line in header], "", markdown_table(rows)]
+    comps = comparison_lines(rows)
+    if comps:
+        parts += ["", *[f"- {c}" for c in comps]]
+    for name, body in sections:
+        parts += ["", f"## {name}", "", body]
+    write_text_atomic(path, "\n".join(parts) + "\n")
+
+
+def plot_latency(path: str | os.PathLike[str], rows: Sequence[dict[str, Any]]) -> None:
+    """Box plot of per-run latency, one box per configuration (needs matplotlib)."""
+    from edgecv.errors import InputError, require
+
+    require("matplotlib", "plot")
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    data = [r["samples_ms"] for r in rows if r.get("samples_ms")]
+    if not data:
+        raise InputError(f"{path}: no latency samples to plot")
+    labels = [_label(r) for r in rows if r.get("samples_ms")]
+    fig, ax = plt.subplots(figsize=(max(6.0, 1.2 * len(data) + 2), 4.5))
+    ax.boxplot(data, showfliers=True, whis=(1, 99))
+    ax.set_xticks(range(1, len(labels) + 1), labels, rotation=30, ha="right", fontsize=8)
+    lo, hi = min(min(d) for d in data), max(max(d) for d in data)
+    if lo > 0 and hi / lo > 20:  # fp32 vs int8 vs torch can differ by orders of magnitude
+        ax.set_yscale("log")
+    ax.set_ylabel("latency per run (ms)")
+    ax.set_title("latency distribution (whiskers: p1-p99)")
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    from edgecv.io import atomic_path
+
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
+    plt.close(fig)
+
+
+def _label(row: dict[str, Any]) -> str:
+    name = os.path.splitext(str(row["model"]))[0]
+    tag = "" if row["runtime"] == "onnxruntime" else f" [{row['runtime']}]"
+    seq = f" s{row['seq_len']}" if row.get("seq_len") else ""
+    return f"{name}{tag}\n{row['provider']} b{row['batch']} t{row['threads']}{seq}"

@@ -1,0 +1,395 @@
+"""Frame sources: image files and folders, video files, cameras and stream URLs.
+
+* Files/folders and video files are read **in order, without dropping**, by a reader thread
+  into a small bounded queue, so decoding overlaps with inference.
+* Live sources (``--camera N``, rtsp/http URLs) use a capture thread that keeps **only the newest
+  frame**: OpenCV's V4L backend buffers several frames, and a loop slower than the camera would
+  otherwise fall seconds behind. Overwritten frames are counted as dropped. A lost stream is
+  reopened with bounded exponential back-off, then the source fails (the CLI exits 1).
+* :class:`FakeCapture` mimics ``cv2.VideoCapture`` at a fixed frame rate so tests and benchmarks
+  can drive the live path without a camera.
+"""
+from __future__ import annotations
+
+import os
+import queue
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterator, Sequence
+
+import cv2
+import numpy as np
+
+from edgecv.errors import EdgecvError, InputError
+from edgecv.preprocess import IMAGE_EXTENSIONS, load_image
+
+VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv")
+URL_PREFIXES = ("rtsp://", "rtsps://", "rtmp://", "http://", "https://", "udp://", "tcp://")
+
+
+class StreamLost(EdgecvError):
+    """A live stream dropped and could not be reopened within the retry budget."""
+
+
+@dataclass
+class Frame:
+    """One decoded frame: BGR uint8 (H, W, 3), its index in the source and when it was captured."""
+
+    image: np.ndarray
+    index: int
+    source: str
+    captured_ns: int  # time.perf_counter_ns() right after decoding
+    decode_ms: float = 0.0
+
+
+class Source:
+    """Base class: iterate to get :class:`Frame` objects; always ``close()`` (or use ``with``)."""
+
+    live = False
+    name = "source"
+
+    def __init__(self) -> None:
+        self.dropped = 0  # live frames overwritten before the loop took them
+        self.unreadable: list[str] = []  # "path: reason" for skipped inputs
+        self.fps: float | None = None  # nominal frame rate (video files, cameras)
+
+    def __iter__(self) -> Iterator[Frame]:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Stop reader threads and release devices; safe to call twice."""
+
+    def __enter__(self) -> Source:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+# ----------------------------------------------------------------------------- ordered sources
+_END = object()
+
+
+class _OrderedReader(Source):
+    """Runs ``self._produce(put)`` in a thread; iteration yields its frames in order."""
+
+    def __init__(self, *, prefetch: int = 8) -> None:
+        super().__init__()
+        self._queue: queue.Queue[Any] = queue.Queue(maxsize=max(1, prefetch))
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def _produce(self, put: Callable[[Any], bool]) -> None:
+        raise NotImplementedError
+
+    def _put(self, item: Any) -> bool:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _run(self) -> None:
+        try:
+            self._produce(self._put)
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the consumer thread
+            self._put(exc)
+        finally:
+            self._put(_END)
+
+    def __iter__(self) -> Iterator[Frame]:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name=f"edgecv-reader-{self.name}", daemon=True)
+            self._thread.start()
+        while True:
+            try:
+                item = self._queue.get(timeout=0.1)
+            except queue.Empty:
+                if self._stop.is_set():
+                    return
+                continue
+            if item is _END:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+
+def collect_images(paths: Sequence[str | os.PathLike[str]]) -> list[Path]:
+    """Files as given plus image files under folders (recursive, sorted); errors on missing paths."""
+    out: list[Path] = []
+    for raw in paths:
+        p = Path(raw)
+        if p.is_dir():
+            found = sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS)
+            if not found:
+                raise InputError(f"{p}: no images found (expected {', '.join(IMAGE_EXTENSIONS)} files)")
+            out.extend(found)
+        elif p.is_file():
+            out.append(p)
+        else:
+            raise InputError(f"{p}: file or folder not found")
+    return out
+
+
+class ImageSource(_OrderedReader):
+    """Image files (folders expanded recursively); unreadable files are recorded and skipped."""
+
+    def __init__(self, paths: Sequence[str | os.PathLike[str]], *, prefetch: int = 16) -> None:
+        super().__init__(prefetch=prefetch)
+        self.paths = collect_images(paths)
+        self.name = str(paths[0]) if len(paths) == 1 else f"{len(self.paths)} images"
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def _produce(self, put: Callable[[Any], bool]) -> None:
+        for i, path in enumerate(self.paths):
+            t0 = time.perf_counter_ns()
+            try:
+                image = load_image(path)
+            except InputError as exc:
+                self.unreadable.append(str(exc))
+                continue
+            now = time.perf_counter_ns()
+            if not put(Frame(image, i, str(path), now, (now - t0) / 1e6)):
+                return
+
+
+class VideoFileSource(_OrderedReader):
+    """Every ``stride``-th frame of a video file, in order; a truncated file ends at its last
+    decodable frame."""
+
+    def __init__(self, path: str | os.PathLike[str], *, stride: int = 1, prefetch: int = 8) -> None:
+        super().__init__(prefetch=prefetch)
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise InputError(f"{self.path}: video file not found")
+        if stride < 1:
+            raise InputError(f"stride {stride}: expected a positive integer")
+        self.stride = stride
+        self.name = str(self.path)
+        self._cap = cv2.VideoCapture(str(self.path))
+        if not self._cap.isOpened():
+            self._cap.release()
+            raise InputError(f"{self.path}: cannot open video (expected a readable {'/'.join(VIDEO_EXTENSIONS)} file)")
+        fps = self._cap.get(cv2.CAP_PROP_FPS)
+        self.fps = float(fps) if fps and 0 < fps < 1000 else None
+        count = int(self._cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
+        self.frame_count = count if count > 0 else None
+
+    def _produce(self, put: Callable[[Any], bool]) -> None:
+        cap, index = self._cap, 0
+        try:
+            while not self._stop.is_set():
+                t0 = time.perf_counter_ns()
+                if index % self.stride == 0:
+                    ok, image = cap.read()
+                else:
+                    ok, image = cap.grab(), None  # grab without decoding the skipped frames
+                if not ok:
+                    return
+                if image is not None:
+                    now = time.perf_counter_ns()
+                    if not put(Frame(image, index, self.name, now, (now - t0) / 1e6)):
+                        return
+                index += 1
+        finally:
+            cap.release()
+
+
+# ----------------------------------------------------------------------------- live sources
+class FakeCapture:
+    """A ``cv2.VideoCapture`` look-alike producing synthetic frames at ``fps`` in real time.
+
+    ``read()`` blocks until the next frame is due, like a camera. ``fail_after`` frames it
+    reports a lost stream (``read`` -> False). The frame index is drawn into each frame, so a test
+    can tell which frame it got.
+    """
+
+    def __init__(self, *, fps: float = 30.0, size: tuple[int, int] = (64, 48), fail_after: int | None = None,
+                 colour: tuple[int, int, int] = (0, 0, 200)) -> None:
+        self.fps, self.size, self.fail_after = fps, size, fail_after
+        self._frame = np.zeros((size[1], size[0], 3), np.uint8)
+        self._frame[:] = colour
+        self._n = 0
+        self._next = time.perf_counter()
+        self._open = True
+
+    def isOpened(self) -> bool:  # noqa: N802 - mimics cv2.VideoCapture
+        return self._open
+
+    def read(self) -> tuple[bool, np.ndarray | None]:
+        if not self._open or (self.fail_after is not None and self._n >= self.fail_after):
+            return False, None
+        delay = self._next - time.perf_counter()
+        if delay > 0:
+            time.sleep(delay)
+        self._next = max(self._next + 1.0 / self.fps, time.perf_counter() - 1.0 / self.fps)
+        frame = self._frame.copy()
+        frame[0, :4, 0] = np.frombuffer(int(self._n).to_bytes(4, "little"), np.uint8)  # frame id in pixels
+        self._n += 1
+        return True, frame
+
+    def get(self, prop: int) -> float:
+        return float(self.fps) if prop == cv2.CAP_PROP_FPS else 0.0
+
+    def set(self, prop: int, value: float) -> bool:  # noqa: A003 - mimics cv2.VideoCapture
+        return True
+
+    def release(self) -> None:
+        self._open = False
+
+
+class LiveSource(Source):
+    """A camera or stream read by a capture thread that keeps only the newest frame.
+
+    ``opener()`` returns a ``cv2.VideoCapture``-like object (injectable for tests). When reads
+    fail the capture is reopened after 0.5, 1, 2, ... s (at most ``max_backoff_s``) for up to
+    ``retries`` attempts; then iteration raises :class:`StreamLost`.
+    """
+
+    live = True
+
+    def __init__(self, opener: Callable[[], Any], *, name: str = "stream", retries: int = 5,
+                 backoff_s: float = 0.5, max_backoff_s: float = 8.0, first_open_retries: bool = False) -> None:
+        super().__init__()
+        self.name, self._opener = name, opener
+        self.retries, self.backoff_s, self.max_backoff_s = retries, backoff_s, max_backoff_s
+        self.reconnects = 0
+        self._cond = threading.Condition()
+        self._latest: Frame | None = None
+        self._error: BaseException | None = None
+        self._stop = threading.Event()
+        self._captured = 0
+        cap = opener()
+        if cap is None or not cap.isOpened():
+            if cap is not None:
+                cap.release()
+            if not first_open_retries:
+                raise InputError(f"{name}: cannot open (no such device, busy, or no permission)")
+            cap = self._reopen()
+        self._cap = cap
+        fps = cap.get(cv2.CAP_PROP_FPS) if cap is not None else 0
+        self.fps = float(fps) if fps and 0 < fps < 1000 else None
+        self._thread = threading.Thread(target=self._capture_loop, name=f"edgecv-capture-{name}", daemon=True)
+        self._thread.start()
+
+    def _reopen(self) -> Any:
+        delay = self.backoff_s
+        for _ in range(self.retries):
+            if self._stop.wait(delay):
+                return None
+            cap = self._opener()
+            if cap is not None and cap.isOpened():
+                self.reconnects += 1
+                return cap
+            if cap is not None:
+                cap.release()
+            delay = min(delay * 2, self.max_backoff_s)
+        raise StreamLost(f"{self.name}: stream lost and not reopened after {self.retries} attempts "
+                         f"(back-off up to {self.max_backoff_s:g} s)")
+
+    def _capture_loop(self) -> None:
+        try:
+            while not self._stop.is_set():
+                t0 = time.perf_counter_ns()
+                ok, image = self._cap.read()
+                if not ok or image is None:
+                    if self._stop.is_set():
+                        break
+                    self._cap.release()
+                    self._cap = self._reopen()
+                    if self._cap is None:
+                        break
+                    continue
+                now = time.perf_counter_ns()
+                frame = Frame(image, self._captured, self.name, now, (now - t0) / 1e6)
+                self._captured += 1
+                with self._cond:
+                    if self._latest is not None:
+                        self.dropped += 1  # overwritten before the loop took it: dropped, not queued
+                    self._latest = frame
+                    self._cond.notify()
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer
+            with self._cond:
+                self._error = exc
+                self._cond.notify()
+        finally:
+            if self._cap is not None:
+                self._cap.release()
+
+    def read(self, timeout: float | None = None) -> Frame | None:
+        """The newest frame not yet returned (waits for one); None once closed."""
+        with self._cond:
+            while self._latest is None and self._error is None and not self._stop.is_set():
+                if not self._cond.wait(timeout=timeout if timeout is not None else 0.5) and timeout is not None:
+                    return None
+            if self._latest is not None:
+                frame, self._latest = self._latest, None
+                return frame
+            if self._error is not None:
+                raise self._error
+            return None
+
+    def __iter__(self) -> Iterator[Frame]:
+        while True:
+            frame = self.read()
+            if frame is None:
+                return
+            yield frame
+
+    def close(self) -> None:
+        self._stop.set()
+        with self._cond:
+            self._cond.notify_all()
+        self._thread.join(timeout=5)
+
+
+# ----------------------------------------------------------------------------- factory
+def is_url(text: str) -> bool:
+    return str(text).lower().startswith(URL_PREFIXES)
+
+
+def is_video(path: str | os.PathLike[str]) -> bool:
+    return Path(path).suffix.lower() in VIDEO_EXTENSIONS
+
+
+def open_camera(index: int, *, retries: int = 5) -> LiveSource:
+    """``--camera N``: a clear error when the device does not open."""
+    def opener() -> Any:
+        cap = cv2.VideoCapture(int(index))
+        cap.set(cv2.CAP_PROP_BUFFERSIZE, 1)  # ask the backend not to queue frames (not all honour it)
+        return cap
+    return LiveSource(opener, name=f"camera {index}", retries=retries)
+
+
+def open_url(url: str, *, retries: int = 5) -> LiveSource:
+    """An rtsp/http stream; the first connection is retried with back-off as well."""
+    return LiveSource(lambda: cv2.VideoCapture(url), name=url, retries=retries, first_open_retries=True)
+
+
+def open_source(inputs: Sequence[str | os.PathLike[str]] = (), *, camera: int | None = None,
+                stride: int = 1, retries: int = 5) -> Source:
+    """Pick the source for the CLI: a camera, one URL, one video file, or images/folders."""
+    if camera is not None:
+        return open_camera(camera, retries=retries)
+    if not inputs:
+        raise InputError("no input: expected image/folder/video paths, a stream URL, --camera N or --text")
+    if len(inputs) == 1 and is_url(str(inputs[0])):
+        return open_url(str(inputs[0]), retries=retries)
+    videos = [p for p in inputs if is_video(p) and not Path(p).is_dir()]
+    if videos:
+        if len(inputs) > 1:
+            raise InputError(f"{videos[0]}: give one video file at a time (got {len(inputs)} inputs)")
+        return VideoFileSource(videos[0], stride=stride)
+    return ImageSource(inputs)

@@ -1,0 +1,287 @@
+"""Profile sweeps: model x provider x batch x threads x sequence length (never imports torch).
+
+Inputs are synthesised from the model itself: its graph inputs (rank, dtype incl. float16, fixed
+vs dynamic dims) plus its edgecv contract (image size, tokenizer vocabulary and max length). A
+foreign model whose dims cannot be inferred gets a one-line error naming the flag that fixes it
+(``--shape input=1,3,224,224`` or ``--seq-len``); a fixed-batch model asked for another batch
+size gets an error instead of a silently different measurement.
+"""
+from __future__ import annotations
+
+import itertools
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from edgecv.errors import InputError
+from edgecv.runtimes.profiler import (ColdStart, LatencyStats, first_run_ms, measure,
+                                      session_runner)
+
+# onnx.TensorProto element type -> numpy dtype
+_ONNX_DTYPES = {1: np.float32, 2: np.uint8, 3: np.int8, 6: np.int32, 7: np.int64, 9: np.bool_,
+                10: np.float16, 11: np.float64}
+
+
+@dataclass
+class InputInfo:
+    """One real graph input: dims are ints (fixed) or None (dynamic/symbolic)."""
+
+    name: str
+    dtype: Any
+    dims: list[int | None]
+    vocab_size: int | None = None  # rows of the embedding table an int input indexes, if known
+
+
+@dataclass
+class ModelInfo:
+    """What the sweep needs to know about one ``.onnx`` file."""
+
+    path: Path
+    inputs: list[InputInfo]
+    task: str | None  # "image" | "text" from the contract, else guessed from the inputs
+    contract: Any = None
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    @property
+    def is_text(self) -> bool:
+        return self.task == "text"
+
+
+def inspect_model(path: str | os.PathLike[str]) -> ModelInfo:
+    """Read a model's real graph inputs and contract (weights in external data are not loaded)."""
+    from edgecv.contract import contract_from_model
+    from edgecv.onnx_file import graph_inputs, load_onnx
+
+    model = load_onnx(path, load_external_data=False)
+    contract = contract_from_model(model, source=str(path))
+    vocab = _gather_vocab(model)
+    inputs = []
+    for inp in graph_inputs(model):
+        tensor = inp.type.tensor_type
+        dtype = _ONNX_DTYPES.get(tensor.elem_type)
+        if dtype is None:
+            raise InputError(f"{path}: input {inp.name!r} has element type {tensor.elem_type}; "
+                             f"expected a float, float16, integer or bool tensor")
+        dims = [d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else None
+                for d in tensor.shape.dim]
+        inputs.append(InputInfo(inp.name, dtype, dims, vocab.get(inp.name)))
+    task = contract.task if contract is not None else (
+        "text" if any(np.issubdtype(i.dtype, np.integer) for i in inputs) else "image")
+    return ModelInfo(Path(path), inputs, task, contract)
+
+
+def _gather_vocab(model: Any) -> dict[str, int]:
+    """Embedding sizes: graph inputs used as Gather indices into an initializer table."""
+    tables = {init.name: init.dims[0] for init in model.graph.initializer if init.dims}
+    out: dict[str, int] = {}
+    for node in model.graph.node:
+        if node.op_type == "Gather" and len(node.input) > 1 and node.input[0] in tables:
+            out[node.input[1]] = int(tables[node.input[0]])
+    return out
+
+
+def parse_shapes(values: Sequence[str]) -> dict[str, list[int]]:
+    """``["input=1,3,224,224"]`` -> ``{"input": [1, 3, 224, 224]}`` with one-line errors."""
+    out: dict[str, list[int]] = {}
+    for value in values:
+        name, sep, dims = value.partition("=")
+        try:
+            shape = [int(d) for d in dims.split(",")] if sep and name else []
+        except ValueError:
+            shape = []
+        if not shape or any(d < 1 for d in shape):
+            raise InputError(f"--shape {value!r}: expected NAME=D0,D1,... with positive integers, "
+                             f"e.g. input=1,3,224,224")
+        out[name.strip()] = shape
+    return out
+
+
+def synthesize_inputs(info: ModelInfo, *, batch: int, seq_len: int | None = None,
+                      shapes: dict[str, list[int]] | None = None, seed: int = 0) -> dict[str, np.ndarray]:
+    """Random inputs for one configuration, allocated once (the timed loop reuses them).
+
+    Floats are standard-normal (float16 if the graph wants it); integer inputs are token ids in
+    ``[1, vocab)`` (never padding, so no row is fully masked).
+    """
+    shapes = shapes or {}
+    unknown = set(shapes) - {i.name for i in info.inputs}
+    if unknown:
+        names = ", ".join(i.name for i in info.inputs)
+        raise InputError(f"--shape {sorted(unknown)[0]}: {info.name} has no such input (inputs: {names})")
+    rng = np.random.default_rng(seed)
+    feeds: dict[str, np.ndarray] = {}
+    for inp in info.inputs:
+        shape = _resolve_shape(info, inp, batch=batch, seq_len=seq_len, given=shapes.get(inp.name))
+        if np.issubdtype(inp.dtype, np.floating):
+            feeds[inp.name] = rng.standard_normal(shape).astype(inp.dtype)
+        elif inp.dtype == np.bool_:
+            feeds[inp.name] = np.ones(shape, dtype=np.bool_)
+        else:
+            high = _vocab_size(info, inp)
+            feeds[inp.name] = rng.integers(1, max(high, 2), size=shape).astype(inp.dtype)
+    return feeds
+
+
+def _vocab_size(info: ModelInfo, inp: InputInfo) -> int:
+    tok = info.contract.tokenizer if info.contract is not None else None
+    if tok and tok.get("vocab"):
+        return len(tok["vocab"])
+    return inp.vocab_size or 2  # unknown table size: ids 1 (<unk>) are valid for any vocabulary
+
+
+def _resolve_shape(info: ModelInfo, inp: InputInfo, *, batch: int, seq_len: int | None,
+                   given: list[int] | None) -> list[int]:
+    dims = list(inp.dims)
+    if given is not None:
+        if len(given) != len(dims):
+            raise InputError(f"--shape {inp.name}={','.join(map(str, given))}: {info.name} input "
+                             f"{inp.name!r} has rank {len(dims)} ({_fmt_dims(dims)})")
+        for i, (want, got) in enumerate(zip(dims, given)):
+            if i > 0 and want is not None and want != got:
+                raise InputError(f"--shape {inp.name}: dim {i} is fixed to {want} in {info.name}, got {got}")
+        dims = [dims[0]] + list(given[1:])  # the batch dim always comes from --batch
+    if not dims:
+        return []
+    if dims[0] is not None and dims[0] != batch:
+        raise InputError(f"{info.name}: input {inp.name!r} has a fixed batch size of {dims[0]} "
+                         f"({_fmt_dims(inp.dims)}), cannot run --batch {batch}; re-export with a "
+                         f"dynamic batch axis or use --batch {dims[0]}")
+    dims[0] = batch
+    if info.is_text and len(dims) == 2 and dims[1] is None:
+        dims[1] = seq_len or _default_seq_len(info)
+        if dims[1] is None:
+            raise InputError(f"{info.name}: input {inp.name!r} has a dynamic sequence length "
+                             f"({_fmt_dims(inp.dims)}); pass --seq-len 64 (or --shape {inp.name}={batch},64)")
+    elif info.is_text and len(dims) == 2 and seq_len is not None and dims[1] != seq_len:
+        raise InputError(f"{info.name}: input {inp.name!r} has a fixed sequence length of {dims[1]}, "
+                         f"cannot run --seq-len {seq_len}")
+    if len(dims) == 4 and info.contract is not None and info.contract.preprocess is not None:
+        spec = info.contract.preprocess
+        layout = spec.input_shape(batch)
+        dims = [d if d is not None else int(layout[i]) for i, d in enumerate(dims)]
+    if any(d is None for d in dims):
+        raise InputError(f"{info.name}: input {inp.name!r} has dynamic dims ({_fmt_dims(inp.dims)}) "
+                         f"that cannot be inferred; pass --shape {inp.name}={_example(dims)} "
+                         f"(with the model's real sizes)")
+    return [int(d) for d in dims]
+
+
+def _default_seq_len(info: ModelInfo) -> int | None:
+    tok = info.contract.tokenizer if info.contract is not None else None
+    return int(tok["max_len"]) if tok and tok.get("max_len") else None
+
+
+def _fmt_dims(dims: Sequence[int | None]) -> str:
+    return "[" + ", ".join("?" if d is None else str(d) for d in dims) + "]"
+
+
+def _example(dims: Sequence[int | None]) -> str:
+    if len(dims) == 4:
+        return ",".join(str(d) if d is not None else ("3" if i == 1 else "224") for i, d in enumerate(dims))
+    return ",".join(str(d) if d is not None else "64" for d in dims)
+
+
+@dataclass
+class Config:
+    """One point of the sweep."""
+
+    model: ModelInfo
+    provider: str
+    batch: int
+    threads: int | None
+    seq_len: int | None = None
+
+
+def expand(models: Sequence[ModelInfo], *, providers: Sequence[str], batches: Sequence[int],
+           threads: Sequence[int | None], seq_lens: Sequence[int | None] = (None,)) -> list[Config]:
+    """Cartesian product; sequence lengths only multiply text models."""
+    out = []
+    for model in models:
+        lens = list(seq_lens) if model.is_text else [None]
+        for prov, b, t, s in itertools.product(providers, batches, threads, lens):
+            out.append(Config(model, prov, int(b), t, s))
+    return out
+
+
+@dataclass
+class ProfileResult:
+    """One measured configuration; ``to_dict`` is the ``--json`` record."""
+
+    model: str
+    runtime: str  # "onnxruntime" | "torch" | "opencv"
+    provider: str
+    batch: int
+    threads: int | None
+    seq_len: int | None
+    stats: LatencyStats
+    cold: ColdStart | None = None
+    providers: list[str] = field(default_factory=list)
+    path: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)  # gflops, pct_peak, ratios, notes
+
+    def to_dict(self, *, samples: bool = False) -> dict[str, Any]:
+        out: dict[str, Any] = {"model": self.model, "runtime": self.runtime, "provider": self.provider,
+                               "providers": self.providers, "batch": self.batch,
+                               "threads": self.threads, "seq_len": self.seq_len}
+        out.update(self.stats.to_dict(samples=samples))
+        if self.cold is not None:
+            out["create_ms"], out["first_run_ms"] = self.cold.create_ms, self.cold.first_run_ms
+        out.update(self.extra)
+        out["path"] = self.path
+        return out
+
+
+def profile_config(cfg: Config, *, warmup: int, runs: int | None, duration_s: float | None,
+                   shapes: dict[str, list[int]] | None = None, verbose: bool = False,
+                   notices: list[str] | None = None) -> ProfileResult:
+    """Fresh session per configuration, so each one's cold start is honest."""
+    from edgecv.runtimes.session import create_session
+
+    feeds = synthesize_inputs(cfg.model, batch=cfg.batch, seq_len=cfg.seq_len, shapes=shapes)
+    info = create_session(cfg.model.path, provider=cfg.provider, threads=cfg.threads, verbose=verbose)
+    if notices is not None:
+        notices.extend(n for n in info.notices if n not in notices)
+    fn = session_runner(info.session, feeds)
+    cold = ColdStart(info.create_ms, _first_run(fn, cfg))
+    stats = measure(fn, warmup=warmup, runs=runs, duration_s=duration_s, items_per_run=cfg.batch)
+    seq = _seq_of(cfg.model, feeds)
+    return ProfileResult(cfg.model.name, "onnxruntime", info.provider, cfg.batch, cfg.threads, seq,
+                         stats, cold, list(info.providers), str(cfg.model.path))
+
+
+def _first_run(fn: Callable[[], Any], cfg: Config) -> float:
+    from edgecv.errors import ModelError
+
+    try:
+        return first_run_ms(fn)
+    except Exception as exc:  # ORT's own exception types: shape/dtype mismatch and the like
+        text = " ".join(str(exc).split())[:200]
+        raise ModelError(f"{cfg.model.name}: ONNX Runtime cannot run batch {cfg.batch}"
+                         f"{f' seq-len {cfg.seq_len}' if cfg.seq_len else ''} ({text})") from None
+
+
+def _seq_of(info: ModelInfo, feeds: dict[str, np.ndarray]) -> int | None:
+    if not info.is_text:
+        return None
+    ints = [v for v in feeds.values() if v.ndim == 2 and np.issubdtype(v.dtype, np.integer)]
+    return int(ints[0].shape[1]) if ints else None
+
+
+def run_sweep(configs: Sequence[Config], *, warmup: int, runs: int | None, duration_s: float | None,
+              shapes: dict[str, list[int]] | None = None, verbose: bool = False,
+              notices: list[str] | None = None,
+              progress: Callable[[Config], None] | None = None) -> list[ProfileResult]:
+    """Profile every configuration in order (models stay grouped for side-by-side ratios)."""
+    results = []
+    for cfg in configs:
+        if progress is not None:
+            progress(cfg)
+        results.append(profile_config(cfg, warmup=warmup, runs=runs, duration_s=duration_s,
+                                      shapes=shapes, verbose=verbose, notices=notices))
+    return results

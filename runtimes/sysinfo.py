@@ -1,0 +1,122 @@
+"""The environment header every profile report carries (no torch import).
+
+Latency numbers are meaningless without the machine they came from: CPU model, cores, memory,
+GPU, library versions and the int8-relevant CPU flags (AVX2, AVX-512, VNNI decide whether int8
+beats float32 at all).
+"""
+from __future__ import annotations
+
+import os
+import platform
+import shutil
+import subprocess
+from importlib import metadata
+from typing import Any, Iterable
+
+INT8_FLAGS = ("avx2", "avx512f", "avx512bw", "avx512_vnni", "avx_vnni", "amx_int8", "asimddp", "i8mm")
+
+
+def _cpuinfo() -> tuple[str, set[str]]:
+    model, flags = platform.processor() or platform.machine(), set()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as fh:
+            for line in fh:
+                key, _, value = line.partition(":")
+                key = key.strip()
+                if key in ("model name", "Hardware", "Model") and model in ("", platform.machine(), platform.processor()):
+                    model = value.strip()
+                elif key in ("flags", "Features") and not flags:
+                    flags = set(value.split())
+    except OSError:
+        pass
+    return model or "unknown", flags
+
+
+def _version(dist: Iterable[str]) -> str | None:
+    for name in dist:
+        try:
+            return metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return None
+
+
+def _gpus() -> list[str]:
+    exe = shutil.which("nvidia-smi")
+    if not exe:
+        return []
+    try:
+        out = subprocess.run([exe, "--query-gpu=name,memory.total,driver_version", "--format=csv,noheader"],
+                             capture_output=True, text=True, timeout=10, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return []
+    return [line.strip() for line in out.stdout.splitlines() if line.strip()] if out.returncode == 0 else []
+
+
+def collect(providers_used: Iterable[str] = ()) -> dict[str, Any]:
+    """A JSON-friendly description of this machine and the inference stack."""
+    model, flags = _cpuinfo()
+    try:
+        import psutil
+
+        mem_gb = round(psutil.virtual_memory().total / 2**30, 1)
+        physical = psutil.cpu_count(logical=False)
+    except ImportError:  # psutil is a base dependency, but keep the header best-effort
+        mem_gb, physical = None, None
+    try:
+        affinity = len(os.sched_getaffinity(0))
+    except AttributeError:
+        affinity = os.cpu_count()
+    try:
+        import onnxruntime as ort
+
+        available = list(ort.get_available_providers())
+    except ImportError:
+        available = []
+    return {
+        "cpu": model,
+        "cores_logical": os.cpu_count(),
+        "cores_physical": physical,
+        "cores_usable": affinity,
+        "memory_gb": mem_gb,
+        "gpus": _gpus(),
+        "int8_flags": [f for f in INT8_FLAGS if f in flags],
+        "platform": f"{platform.system()} {platform.release()} {platform.machine()}",
+        "python": platform.python_version(),
+        "versions": {
+            "onnxruntime": _version(("onnxruntime-gpu", "onnxruntime")),
+            "onnx": _version(("onnx",)),
+            "numpy": _version(("numpy",)),
+            "opencv": _version(("opencv-python", "opencv-python-headless", "opencv-contrib-python")),
+            "edgecv": _version(("edgecv",)),
+        },
+        "providers_available": available,
+        "providers_used": sorted(set(providers_used)),
+        "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
+    }
+
+
+def vnni_note(info: dict[str, Any]) -> str:
+    """Why int8 may or may not beat float32 on this CPU, in one line."""
+    flags = set(info.get("int8_flags", []))
+    if flags & {"avx512_vnni", "avx_vnni", "amx_int8"}:
+        return "CPU has VNNI int8 dot-product instructions (int8 kernels can beat float32)"
+    if "avx2" in flags:
+        return "CPU has AVX2 but no VNNI: int8 gains are small; quantise with reduce_range"
+    return "no AVX2/VNNI int8 instructions detected: int8 is likely slower than float32"
+
+
+def header_lines(info: dict[str, Any]) -> list[str]:
+    """Human-readable environment header."""
+    v = info["versions"]
+    cores = f"{info['cores_usable']} usable / {info['cores_logical']} logical"
+    if info.get("cores_physical"):
+        cores += f" / {info['cores_physical']} physical"
+    lines = [f"CPU: {info['cpu']} ({cores}), memory {info['memory_gb']} GB, "
+             f"int8 flags: {', '.join(info['int8_flags']) or 'none'}"]
+    lines.append("GPU: " + ("; ".join(info["gpus"]) if info["gpus"] else "none"))
+    lines.append(f"onnxruntime {v['onnxruntime']}, onnx {v['onnx']}, numpy {v['numpy']}, opencv {v['opencv']}; "
+                 f"providers used: {', '.join(info['providers_used']) or '-'}")
+    if info.get("load_average"):
+        lines.append("load average: " + ", ".join(f"{x:.2f}" for x in info["load_average"]))
+    return lines

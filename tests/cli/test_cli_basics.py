@@ -1,0 +1,46 @@
+"""The CLI group itself: version, help, module entry point, error conversion."""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import click
+from click.testing import CliRunner
+
+from edgecv import __version__
+from edgecv.cli import COMMANDS, LazyGroup, cli
+from edgecv.errors import InputError
+
+
+def test_version_and_help_list_every_command() -> None:
+    runner = CliRunner()
+    result = runner.invoke(cli, ["--version"])
+    assert result.exit_code == 0 and __version__ in result.output
+    result = runner.invoke(cli, ["--help"])
+    assert result.exit_code == 0
+    for name in cli.list_commands(click.Context(cli)):
+        assert name in result.output
+    assert set(cli.list_commands(click.Context(cli))) <= set(COMMANDS)
+
+
+def test_python_dash_m_runs_the_same_cli() -> None:
+    proc = subprocess.run([sys.executable, "-m", "edgecv", "--version"], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0 and __version__ in proc.stdout
+
+
+def test_library_errors_become_one_line_exit_1() -> None:
+    @click.group(cls=LazyGroup)
+    def group() -> None:
+        pass
+
+    @group.command("boom")
+    def boom() -> None:
+        raise InputError("data/: no images found (expected jpg/png files)")
+
+    group.list_commands = lambda ctx: ["boom"]  # type: ignore[method-assign]
+    group.get_command = lambda ctx, name: boom if name == "boom" else None  # type: ignore[method-assign]
+    result = CliRunner().invoke(group, ["boom"])
+    assert result.exit_code == 1
+    assert result.output.strip() == "Error: data/: no images found (expected jpg/png files)"
+    usage = CliRunner().invoke(group, ["nope"])
+    assert usage.exit_code == 2

@@ -1,0 +1,153 @@
+"""Small ONNX classifiers with known answers, and synthetic images/videos, for the infer tests.
+
+Built with ``onnx.helper`` (no torch):
+* image model: per-channel mean of the input -> x10 -> logits, so the predicted class is the
+  dominant colour channel (labels red, green, blue with an RGB spec);
+* text model: Gather (embedding) -> ReduceMean over tokens -> MatMul; "good"/"great" vote
+  positive, "bad"/"awful" negative; optionally an "attention" output (N, 1, 1, T, T) computed
+  as softmax(E E^T), so a word attends most to words with the same embedding;
+* foreign variants: float16 input + Softmax output + no metadata, fixed batch 1,
+  [N, C, 1, 1] output, 1-channel input.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import cv2
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+from edgecv.contract import ModelContract, embed_contract
+from edgecv.preprocess import PreprocessSpec
+from edgecv.tokenizer import WordTokenizer
+
+COLOURS = ("red", "green", "blue")
+BGR = {"red": (0, 0, 200), "green": (0, 200, 0), "blue": (200, 0, 0)}
+OPSET = 17
+TEXT_VOCAB = ["<pad>", "<unk>", "good", "great", "bad", "awful", "the", "movie", "was"]
+TEXT_LABELS = ["positive", "negative"]
+
+
+def _save(model: onnx.ModelProto, path: Path) -> Path:
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+    return path
+
+
+def _model(nodes, inputs, outputs, inits) -> onnx.ModelProto:
+    graph = helper.make_graph(nodes, "g", inputs, outputs, initializer=inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
+    model.ir_version = 8
+    return model
+
+
+def colour_spec(size: int = 16) -> PreprocessSpec:
+    return PreprocessSpec(size=(size, size), resize="stretch", mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0))
+
+
+def image_model(path: Path, *, contract: bool = True, batch: int | str = "N", size: int | str = 16,
+                dtype: str = "float32", softmax: bool = False, nc11: bool = False, channels: int = 3,
+                labels: Sequence[str] = COLOURS) -> Path:
+    """Per-channel mean classifier. ``channels=1``: 2 classes, dark (mean < 0) / bright (> 0)."""
+    elem = TensorProto.FLOAT16 if dtype == "float16" else TensorProto.FLOAT
+    npdt = np.float16 if dtype == "float16" else np.float32
+    n_cls = len(labels) if channels == 3 else 2
+    shape = [batch, channels, size, size]
+    inits, nodes = [], []
+    if channels == 3:
+        weight = np.eye(3, n_cls, dtype=npdt) * 10
+    else:
+        weight = np.array([[-10.0, 10.0]], dtype=npdt)
+    if nc11:
+        inits.append(numpy_helper.from_array(weight.T.reshape(n_cls, channels, 1, 1).astype(npdt), "w"))
+        nodes += [helper.make_node("ReduceMean", ["input"], ["m"], axes=[2, 3], keepdims=1),  # (N, C, 1, 1)
+                  helper.make_node("Conv", ["m", "w"], ["scores"])]  # (N, classes, 1, 1)
+        out_shape = [batch, n_cls, 1, 1]
+    else:
+        inits.append(numpy_helper.from_array(weight, "w"))
+        nodes += [helper.make_node("ReduceMean", ["input"], ["m"], axes=[2, 3], keepdims=0),  # (N, C)
+                  helper.make_node("MatMul", ["m", "w"], ["scores"])]  # (N, classes)
+        out_shape = [batch, n_cls]
+    out_name = "probs" if softmax else "logits"
+    nodes.append(helper.make_node("Softmax" if softmax else "Identity", ["scores"], [out_name],
+                                  **({"axis": 1} if softmax else {})))
+    model = _model(nodes, [helper.make_tensor_value_info("input", elem, shape)],
+                   [helper.make_tensor_value_info(out_name, elem, out_shape)], inits)
+    if contract:
+        spec = colour_spec(size if isinstance(size, int) else 16)
+        if channels == 1:
+            spec = PreprocessSpec(size=spec.size, resize="stretch", color="gray", mean=(0.5,), std=(0.5,))
+        embed_contract(model, ModelContract(
+            task="image", labels=list(labels) if channels == 3 else ["dark", "bright"], preprocess=spec,
+            io={"input": "input", "output": out_name, "probabilities": softmax, "attention": None}))
+    return _save(model, path)
+
+
+def text_model(path: Path, *, attention: bool = False, contract: bool = True, max_len: int = 16) -> Path:
+    """Bag-of-embeddings sentiment model over TEXT_VOCAB (2 dims: positive, negative)."""
+    emb = np.zeros((len(TEXT_VOCAB), 2), np.float32)
+    emb[1] = (0.01, 0.01)
+    for i, word in enumerate(TEXT_VOCAB):
+        if word in ("good", "great"):
+            emb[i] = (1.0, 0.0)
+        elif word in ("bad", "awful"):
+            emb[i] = (0.0, 1.0)
+        elif i > 1:
+            emb[i] = (0.1, 0.1)
+    inits = [numpy_helper.from_array(emb, "emb"), numpy_helper.from_array(np.eye(2, dtype=np.float32) * 10, "w")]
+    nodes = [helper.make_node("Gather", ["emb", "input_ids"], ["e"], axis=0),  # (N, T, 2)
+             helper.make_node("ReduceMean", ["e"], ["pooled"], axes=[1], keepdims=0),  # (N, 2)
+             helper.make_node("MatMul", ["pooled", "w"], ["logits"])]  # (N, 2)
+    outputs = [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 2])]
+    if attention:
+        inits.append(numpy_helper.from_array(np.array([1, 2], np.int64), "axes12"))
+        nodes += [helper.make_node("Transpose", ["e"], ["et"], perm=[0, 2, 1]),  # (N, 2, T)
+                  helper.make_node("MatMul", ["e", "et"], ["scores"]),  # (N, T, T)
+                  helper.make_node("Softmax", ["scores"], ["sm"], axis=-1),
+                  helper.make_node("Unsqueeze", ["sm", "axes12"], ["attention"])]  # (N, 1, 1, T, T)
+        outputs.append(helper.make_tensor_value_info("attention", TensorProto.FLOAT, ["N", 1, 1, "T", "T"]))
+    model = _model(nodes, [helper.make_tensor_value_info("input_ids", TensorProto.INT64, ["N", "T"])], outputs, inits)
+    if contract:
+        tok = WordTokenizer(TEXT_VOCAB, max_len=max_len)
+        embed_contract(model, ModelContract(
+            task="text", labels=TEXT_LABELS, tokenizer=tok.to_dict(),
+            io={"input": "input_ids", "output": "logits", "probabilities": False,
+                "attention": "attention" if attention else None}))
+    return _save(model, path)
+
+
+def solid(colour: str, h: int = 24, w: int = 32) -> np.ndarray:
+    img = np.zeros((h, w, 3), np.uint8)
+    img[:] = BGR[colour]
+    return img
+
+
+def write_images(folder: Path, colours: Sequence[str], *, nested: bool = True) -> list[Path]:
+    """One PNG per colour; every other one inside a sub-folder (tests recursion)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i, colour in enumerate(colours):
+        sub = folder / "sub" if nested and i % 2 else folder
+        sub.mkdir(parents=True, exist_ok=True)
+        path = sub / f"{i:03d}_{colour}.png"
+        cv2.imwrite(str(path), solid(colour))
+        paths.append(path)
+    return paths
+
+
+def write_video(path: Path, colours: Sequence[str], *, fps: float = 20.0, size: tuple[int, int] = (64, 48),
+                fourcc: str = "mp4v") -> Path:
+    """A video whose frame i is solid ``colours[i]`` (frame-accurate ground truth)."""
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*fourcc), fps, size)
+    assert writer.isOpened(), "OpenCV cannot write test videos here"
+    for colour in colours:
+        writer.write(solid(colour, size[1], size[0]))
+    writer.release()
+    return path
+
+
+def video_colours(n: int, block: int = 5) -> list[str]:
+    """red x block, green x block, blue x block, red, ..."""
+    return [COLOURS[(i // block) % 3] for i in range(n)]
