@@ -60,6 +60,12 @@ def simplify(src: str | os.PathLike[str], dst: str | os.PathLike[str], *,
     except Exception as exc:  # any simplifier failure means "keep the original graph"
         return SimplifyResult(False, before, before, time.perf_counter() - start,
                               reason=f"simplifier failed: {_short(exc)}")
+    # onnxsim >= 0.5 records every rewrite in metadata_props (kilobytes of node names); the
+    # report keeps the counts, the shipped file keeps only its own contract.
+    keep = [(p.key, p.value) for p in simplified.metadata_props if not p.key.startswith("onnxsim.")]
+    del simplified.metadata_props[:]
+    for key, value in keep:
+        simplified.metadata_props.add(key=key, value=value)
     out = save_onnx(simplified, dst)
     after = count_nodes(simplified)
     problem = check(out) if check is not None else None

@@ -75,6 +75,7 @@ class ParityResult:
     criteria: dict[str, Any] = field(default_factory=dict)
     error: str | None = None  # why it failed (e.g. "does not run at batch 3: ...")
     warning: str | None = None
+    reference: str = "torch fp32"  # what every stage is compared with
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)

@@ -109,8 +109,14 @@ class AttentionClassifier(nn.Module):
         with torch.no_grad():
             self.token_embedding.weight[self.pad_id].zero_()
 
-    def forward(self, input_ids: torch.Tensor, return_attention: bool = False):
-        """``return_attention=True`` returns ``(logits, attention)``; attention rows sum to 1."""
+    def forward(self, input_ids: torch.Tensor,
+                return_attention: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """``return_attention=True`` returns ``(logits, attention)``; attention rows sum to 1.
+
+        To export both outputs, trace a wrapper that calls ``model(ids, return_attention=True)``;
+        the legacy exporter passes the flag's default as a traced constant otherwise (harmless
+        TracerWarning, the branch is fixed at export time either way).
+        """
         if not torch.jit.is_tracing() and input_ids.shape[1] > self.max_len:
             raise InputError(f"input_ids: sequence length {input_ids.shape[1]} exceeds this model's "
                              f"max_len {self.max_len}")

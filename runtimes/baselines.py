@@ -68,13 +68,22 @@ def _first_line(exc: BaseException) -> str:
     return text[:200]
 
 
-def load_torch_model(checkpoint: str | os.PathLike[str], *, contract: Any = None) -> Any:
-    """Rebuild an edgecv model from a checkpoint (architecture from it or from the ONNX contract)."""
+def ensure_torch() -> Any:
+    """Import torch and the model registry (seconds on a cold start, so callers do it before
+    timing a model load), or raise a one-line hint naming the extra to install."""
     try:
-        import torch  # noqa: F401  (only to turn its absence into a one-line hint)
+        import torch
     except ImportError:
         raise MissingDependencyError(
             "torch is not installed; --torch needs it: pip install 'edgecv[train]'") from None
+    import edgecv.models  # noqa: F401  (registers the architectures)
+
+    return torch
+
+
+def load_torch_model(checkpoint: str | os.PathLike[str], *, contract: Any = None) -> Any:
+    """Rebuild an edgecv model from a checkpoint (architecture from it or from the ONNX contract)."""
+    ensure_torch()
     from edgecv.checkpoint import extract_state_dict, is_edgecv_checkpoint, load_checkpoint
     from edgecv.models import create_model
 

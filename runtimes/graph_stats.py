@@ -25,8 +25,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
-from edgecv.errors import ModelError
 from edgecv.onnx_file import graph_inputs, load_onnx
+from edgecv.runtimes.op_macs import node_macs, prod
 
 # Ops whose outputs are shape arithmetic rather than data; hidden from the default table.
 SHAPE_OPS = {"Constant", "Shape", "Size", "ConstantOfShape", "Range", "NonZero"}
@@ -46,7 +46,9 @@ INT_WEIGHT_SLOTS: dict[str, set[int]] = {
 }
 BATCH_NAMES = {"n", "b", "bs", "batch", "batch_size", "batchsize", "unk__0"}
 SEQ_NAMES = {"t", "s", "seq", "sequence", "seq_len", "sequence_length", "time", "steps", "length"}
-ELEMENTWISE = {"Add", "Sub", "Mul", "Div", "Pow", "Max", "Min", "Where", "Equal", "Less", "Greater"}
+# Ops where even a one-element float initializer is a learned weight (a 1-output bias, a PReLU slope).
+SCALAR_WEIGHT_OPS = {"Conv", "ConvTranspose", "Gemm", "MatMul", "LSTM", "GRU", "RNN", "PRelu", "Gather",
+                     "BatchNormalization", "LayerNormalization", "InstanceNormalization", "GroupNormalization"}
 
 
 @dataclass
@@ -105,8 +107,8 @@ def fix_input_dims(model: Any, *, batch: int = 1, seq_len: int = 64,
     """Replace symbolic/missing dims of the real graph inputs in place; returns what was set.
 
     Named dims go by their name (``batch``/``N`` -> ``batch``, ``seq``/``T``/``time`` ->
-    ``seq_len``); otherwise dim 0 -> ``batch``; rank-4 inputs: dim 1 -> 3 channels, dims 2/3 -> ``image_size`` (or, for
-    NHWC, dims 1/2); any other free dim (sequence axes) -> ``seq_len``.
+    ``seq_len``); otherwise dim 0 -> ``batch``; rank-4 inputs: dim 1 -> 3 channels, dims 2/3 ->
+    ``image_size`` (dims 1/2 for NHWC); any other free dim (sequence axes) -> ``seq_len``.
     """
     notes = []
     for value in graph_inputs(model):
@@ -195,6 +197,9 @@ def _shapes_via_ort(model: Any, names: Iterable[str]) -> dict[str, list[int]]:
     from onnx import helper
 
     work = copy.deepcopy(model)
+    del work.graph.value_info[:]  # declared shapes from export time can contradict the fixed inputs
+    for out in work.graph.output:
+        out.type.tensor_type.ClearField("shape")
     known = {o.name for o in work.graph.output}
     for name in names:
         if name not in known:
@@ -214,82 +219,6 @@ def _shapes_via_ort(model: Any, names: Iterable[str]) -> dict[str, list[int]]:
     return {n: list(v.shape) for n, v in zip(wanted, session.run(wanted, feeds)) if hasattr(v, "shape")}
 
 
-# ----------------------------------------------------------------------------- MACs
-
-
-def _prod(values: Iterable[int]) -> int:
-    total = 1
-    for v in values:
-        total *= int(v)
-    return total
-
-
-def _attr(node: Any, name: str, default: Any = None) -> Any:
-    from onnx import helper
-
-    for a in node.attribute:
-        if a.name == name:
-            return helper.get_attribute_value(a)
-    return default
-
-
-def node_macs(node: Any, shape: Any) -> int | None:
-    """MACs of one node; 0 for ops without multiply-accumulates, None if a needed shape is unknown.
-
-    ``shape(name)`` returns a tensor's dims or None.
-    """
-    op, ins, outs = node.op_type, list(node.input), list(node.output)
-
-    def need(*shapes: list[int] | None) -> bool:
-        return all(s is not None for s in shapes)
-
-    if op in ("Conv", "ConvInteger", "QLinearConv"):
-        w = shape(ins[3] if op == "QLinearConv" else ins[1])
-        y = shape(outs[0])
-        # (N, C_out, *out_spatial) x (C_in / group) x prod(kernel): W is (C_out, C_in/group, *k)
-        return _prod(y) * _prod(w[1:]) if need(w, y) else None
-    if op == "ConvTranspose":
-        x, w = shape(ins[0]), shape(ins[1])
-        # every input element is scattered through (C_out / group) x prod(kernel) weights
-        return _prod(x) * _prod(w[1:]) if need(x, w) else None
-    if op == "Gemm":
-        a, y = shape(ins[0]), shape(outs[0])
-        if not need(a, y):
-            return None
-        k = a[0] if _attr(node, "transA", 0) else a[-1]
-        return _prod(y) * k
-    if op in ("MatMul", "MatMulInteger", "QLinearMatMul"):
-        a, y = shape(ins[0]), shape(outs[0])
-        if not need(a, y):
-            return None
-        # (..., M, K) @ (..., K, N) -> (..., M, N): one MAC per output element per K
-        return _prod(y) * (a[-1] if a else 1)
-    if op in ("LSTM", "GRU", "RNN"):
-        x, w, r = shape(ins[0]), shape(ins[1]), shape(ins[2])
-        if not need(x, w, r):
-            return None
-        steps_times_batch = x[0] * x[1]  # (T, B, I) or (B, T, I) with layout=1
-        # W is (dirs, gates*H, I), R is (dirs, gates*H, H): input + recurrent projections per step
-        return steps_times_batch * (_prod(w) + _prod(r))
-    if op == "Einsum":
-        return _einsum_macs(node, [shape(i) for i in ins])
-    return 0
-
-
-def _einsum_macs(node: Any, shapes: list[list[int] | None]) -> int | None:
-    equation = _attr(node, "equation", b"")
-    equation = equation.decode() if isinstance(equation, bytes) else str(equation)
-    lhs = equation.replace(" ", "").split("->")[0].split(",")
-    if len(lhs) != len(shapes) or any(s is None for s in shapes) or "." in equation:
-        return None if any(s is None for s in shapes) else 0
-    sizes: dict[str, int] = {}
-    for term, dims in zip(lhs, shapes):
-        for letter, size in zip(term, dims):
-            sizes[letter] = max(sizes.get(letter, 1), size)
-    # a contraction visits every combination of all indices once
-    return _prod(sizes.values()) if len(lhs) > 1 else 0
-
-
 # ----------------------------------------------------------------------------- params
 
 
@@ -307,8 +236,8 @@ def _param_kind(node: Any, index: int, init: Any) -> str | None:
     if index in NON_PARAM_SLOTS.get(op, ()):
         return None
     if _is_float(init.data_type):
-        if op in ELEMENTWISE and _prod(init.dims) <= 1:
-            return None  # scalar constants such as 1/sqrt(d_k) or an epsilon
+        if prod(init.dims) <= 1 and op not in SCALAR_WEIGHT_OPS:
+            return None  # scalar constants: 1/sqrt(d_k), an epsilon, the fill value of torch.zeros
         return "param"
     return "param" if index in INT_WEIGHT_SLOTS.get(op, ()) else None
 
@@ -349,58 +278,67 @@ def graph_stats(model_or_path: Any, *, batch: int = 1, seq_len: int = 64, image_
     def shape(name: str) -> list[int] | None:
         return shapes.get(name, (None, 0))[0]
 
-    macs = [node_macs(n, shape) for n in work.graph.node]
-    counted: set[str] = set()
+    counted: set[str] = set()  # initializer names already attributed to a layer
     layers: list[LayerStats] = []
-    total_params = total_buffers = 0
-    param_bytes = 0.0
-    for index, (node, node_mac) in enumerate(zip(work.graph.node, macs)):
-        params = 0
-        for slot, name in enumerate(node.input):
-            init = inits.get(name)
-            if init is None or init.name in counted or node.op_type == "Identity":
-                continue
-            kind = _param_kind(node, slot, init)
-            if kind is None:
-                continue
-            counted.add(init.name)
-            count = _prod(init.dims)
-            param_bytes += count * _bytes_per_element(init.data_type)
-            if kind == "param":
-                params += count
-                total_params += count
-            else:
-                total_buffers += count
+    totals = {"param": 0, "buffer": 0, "bytes": 0.0}
+    for index, node in enumerate(work.graph.node):
+        params = _claim_weights(node, inits, counted, totals)
+        node_mac = int(node_macs(node, shape) or 0)
         out = node.output[0] if node.output else ""
         out_shape = shape(out) if out else None
-        out_type = shapes.get(out, (None, 0))[1]
-        is_shape_op = node.op_type in SHAPE_OPS or (node.op_type == "Identity" and node.input
-                                                     and node.input[0] in inits) or (
-            not params and not node_mac and out_type in (6, 7)  # int32/int64 shape arithmetic
-            and (out_shape is None or len(out_shape) <= 1)
-            and all(i in inits or i in constant_nodes or _is_shape_like(i, shapes) for i in node.input if i))
+        hidden = not params and not node_mac and _is_shape_op(node, inits, constant_nodes, shapes)
         layers.append(LayerStats(name=node.name or out or f"node_{index}", type=node.op_type,
-                                 output_shape=out_shape, params=params, macs=int(node_mac or 0),
-                                 shape_op=bool(is_shape_op)))
+                                 output_shape=out_shape, params=params, macs=node_mac, shape_op=hidden))
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
     return ModelStats(
-        source=source, kind="onnx", layers=layers, total_params=total_params,
-        total_macs=sum(layer.macs for layer in layers), total_buffers=total_buffers,
-        param_bytes=int(param_bytes), file_bytes=file_bytes,
-        inputs=[_io(v, shapes) for v in graph_inputs(model)],
-        outputs=[_io(v, shapes) for v in model.graph.output],
+        source=source, kind="onnx", layers=layers, total_params=int(totals["param"]),
+        total_macs=sum(layer.macs for layer in layers), total_buffers=int(totals["buffer"]),
+        param_bytes=int(totals["bytes"]), file_bytes=file_bytes,
+        inputs=[_io(v) for v in graph_inputs(model)],
+        outputs=[_io(v) for v in model.graph.output],
         info={"opset": opset, "ir_version": int(model.ir_version),
               "producer": f"{model.producer_name} {model.producer_version}".strip() or None},
         notes=notes,
     )
 
 
-def _is_shape_like(name: str, shapes: dict[str, tuple[list[int] | None, int]]) -> bool:
-    dims, elem = shapes.get(name, (None, 0))
-    return elem in (6, 7) and dims is not None and len(dims) <= 1
+def _claim_weights(node: Any, inits: dict[str, Any], counted: set[str], totals: dict[str, float]) -> int:
+    """Attribute the not-yet-counted weight initializers ``node`` reads to it; returns its params."""
+    params = 0
+    if node.op_type == "Identity":  # aliases are counted where they are used
+        return 0
+    for slot, name in enumerate(node.input):
+        init = inits.get(name)
+        if init is None or init.name in counted:
+            continue
+        kind = _param_kind(node, slot, init)
+        if kind is None:
+            continue
+        counted.add(init.name)
+        count = prod(init.dims)
+        totals["bytes"] += count * _bytes_per_element(init.data_type)
+        totals[kind] += count
+        params += count if kind == "param" else 0
+    return params
 
 
-def _io(value: Any, shapes: dict[str, tuple[list[int] | None, int]]) -> dict[str, Any]:
+def _is_shape_op(node: Any, inits: dict[str, Any], constants: set[str],
+                 shapes: dict[str, tuple[list[int] | None, int]]) -> bool:
+    """Constants, weight aliases and int32/int64 shape arithmetic (hidden from the default table)."""
+    if node.op_type in SHAPE_OPS or (node.op_type == "Identity" and node.input and node.input[0] in inits):
+        return True
+    dims, elem = shapes.get(node.output[0], (None, 0)) if node.output else (None, 0)
+    if elem not in (6, 7) or (dims is not None and len(dims) > 1):
+        return False
+
+    def shape_like(name: str) -> bool:
+        d, e = shapes.get(name, (None, 0))
+        return name in inits or name in constants or (e in (6, 7) and d is not None and len(d) <= 1)
+
+    return all(shape_like(i) for i in node.input if i)
+
+
+def _io(value: Any) -> dict[str, Any]:
     """Declared shape (symbolic names kept) and dtype of a graph input/output."""
     from onnx import helper
 

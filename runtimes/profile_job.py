@@ -64,6 +64,11 @@ def run_profile(opts: ProfileOptions, *, progress: Callable[[str], None] | None 
             + (f" seq {cfg.seq_len}" if cfg.seq_len else ""))
         results.append(sweep.profile_config(cfg, warmup=opts.warmup, runs=opts.runs, duration_s=opts.duration_s,
                                             shapes=opts.shapes, verbose=opts.verbose, notices=notices))
+    ops: list[tuple[str, Any]] = []
+    if opts.ops:
+        ops = _ops(opts, configs, say)
+        for res, (_label, prof) in zip(results, ops):  # results are still in config order here
+            res.extra["ops"] = prof.to_dict(top=opts.top)
     results += _baselines(opts, configs, notices, say)
     order = {info.name: i for i, info in enumerate(infos)}
     lead = results[0].provider if results else None
@@ -74,11 +79,10 @@ def run_profile(opts: ProfileOptions, *, progress: Callable[[str], None] | None 
     _add_roofline(opts, results, infos, notices, say)
     rows = report.add_ratios([r.to_dict(samples=True) for r in results])
     env = sysinfo.collect(p for r in results for p in r.providers)
-    out = ProfileReport(rows, env, notices)
-    if opts.ops:
-        out.ops = _ops(opts, configs, say)
+    out = ProfileReport(rows, env, notices, ops)
     if opts.pipeline:
         out.pipeline = run_pipeline(opts, infos[0], say)
+        rows[0]["pipeline"] = out.pipeline  # --json: the stream loop belongs to the first model
     return out
 
 
@@ -89,6 +93,7 @@ def _baselines(opts: ProfileOptions, configs: Sequence[sweep.Config], notices: l
     out: list[sweep.ProfileResult] = []
     if opts.torch_checkpoint:
         first = configs[0].model
+        baselines.ensure_torch()  # import time is not model load time
         t0 = time.perf_counter_ns()
         model = baselines.load_torch_model(opts.torch_checkpoint, contract=first.contract)
         load_ms = (time.perf_counter_ns() - t0) / 1e6
@@ -137,12 +142,15 @@ def _add_roofline(opts: ProfileOptions, results: list[sweep.ProfileResult], info
             image = next((v.shape[-1] for v in feeds.values() if v.ndim == 4), None)
             macs_cache[key] = roofline.model_macs(info.path, batch=r.batch, seq_len=r.seq_len, image_size=image)
         peak = None
-        if opts.peak != "off" and r.provider == "cpu":
+        if opts.peak != "off" and r.provider == "cpu" and not info.quantized:
             if r.threads not in peaks:
                 say(f"matmul peak, threads {r.threads}")
                 peaks[r.threads] = roofline.matmul_peak_gflops(threads=r.threads, method=opts.peak)
             peak = peaks[r.threads]
         r.extra.update(roofline.achieved(macs_cache[key], r.stats.p50_ms, peak))
+    if any(i.quantized for i in infos) and opts.peak != "off":
+        notices.append("% peak is left out for quantized models: int8 arithmetic against a float32 "
+                       "matmul ceiling is not a like-for-like ratio")
     if opts.peak != "off" and peaks:
         notices.append("peak = measured float32 matmul GFLOP/s (" + opts.peak + ") at "
                        + ", ".join(f"{t or 'default'} threads: {p:.1f}" for t, p in peaks.items() if p))

@@ -25,6 +25,10 @@ _ONNX_DTYPES = {1: np.float32, 2: np.uint8, 3: np.int8, 6: np.int32, 7: np.int64
                 10: np.float16, 11: np.float64}
 
 
+_QUANT_OPS = {"QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear", "QLinearConv", "QLinearMatMul",
+              "MatMulInteger", "ConvInteger", "DynamicQuantizeMatMul", "MatMulIntegerToFloat"}
+
+
 @dataclass
 class InputInfo:
     """One real graph input: dims are ints (fixed) or None (dynamic/symbolic)."""
@@ -43,6 +47,7 @@ class ModelInfo:
     inputs: list[InputInfo]
     task: str | None  # "image" | "text" from the contract, else guessed from the inputs
     contract: Any = None
+    quantized: bool = False  # int8 arithmetic: "% of float32 peak" would not be like for like
 
     @property
     def name(self) -> str:
@@ -73,7 +78,8 @@ def inspect_model(path: str | os.PathLike[str]) -> ModelInfo:
         inputs.append(InputInfo(inp.name, dtype, dims, vocab.get(inp.name)))
     task = contract.task if contract is not None else (
         "text" if any(np.issubdtype(i.dtype, np.integer) for i in inputs) else "image")
-    return ModelInfo(Path(path), inputs, task, contract)
+    quantized = any(n.op_type in _QUANT_OPS for n in model.graph.node)
+    return ModelInfo(Path(path), inputs, task, contract, quantized)
 
 
 def _gather_vocab(model: Any) -> dict[str, int]:

@@ -108,8 +108,8 @@ def profile(models: tuple[str, ...], provider: str, batch: str, threads: str | N
 
 
 def _progress(*, quiet: bool) -> Any:
-    """One status line per configuration on stderr when it is a terminal."""
-    if quiet or not sys.stderr.isatty():
+    """One status line per configuration on stderr, only when the output is a terminal."""
+    if quiet or not (sys.stdout.isatty() and sys.stderr.isatty()):
         return None
 
     def say(message: str) -> None:
@@ -127,22 +127,19 @@ def _emit(result: Any, opts: Any, *, json_out: str | None, csv_out: str | None, 
     header.append(f"warm-up {opts.warmup} runs, then {budget} per configuration; times in ms, "
                   f"'vs first' = p50 of the first model / p50 of the row")
     public = [{k: v for k, v in row.items() if k != "samples_ms"} for row in result.rows]
+    flat = [{k: v for k, v in row.items() if not isinstance(v, dict)} for row in public]
     ops_sections = [(f"operators: {label}", _ops_text(prof, opts.top, markdown=True)) for label, prof in result.ops]
     if result.pipeline:
-        ops_sections.append(("pipeline", _pipeline_text(result.pipeline)))
+        ops_sections.append(("pipeline", "```\n" + _pipeline_text(result.pipeline) + "\n```"))
     if json_out:
-        rows = [dict(r) for r in public]
-        for label, prof in result.ops:
-            rows.append({"ops_for": label, **prof.to_dict(top=opts.top)})
-        if result.pipeline:
-            rows.append({"pipeline": result.pipeline})
+        rows = public
         text = report.write_json(json_out, rows, result.env)
         if text is not None:
             click.echo(text)
     if csv_out:
-        report.write_csv(csv_out, public)
+        report.write_csv(csv_out, flat)
     if md_out:
-        report.write_markdown(md_out, public, header + result.notices, sections=ops_sections)
+        report.write_markdown(md_out, flat, header + result.notices, sections=ops_sections)
     if plot_out:
         report.plot_latency(plot_out, result.rows)
     if json_out == "-":

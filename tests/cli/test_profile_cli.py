@@ -77,10 +77,14 @@ def test_side_by_side_table_files_and_ratios(models, tmp_path) -> None:
     assert open(out["csv"]).readline().startswith("model,runtime,provider")
 
 
-def test_ops_table(models) -> None:
+def test_ops_table_and_json(models) -> None:
     res = invoke(models["a"], *FAST, "--ops", "--top", "2")
     assert res.exit_code == 0, res.output
     assert "where the time goes" in res.output and "Conv" in res.output and "top 2 nodes" in res.output
+    res = invoke(models["a"], *FAST, "--batch", "1,2", "--ops", "--top", "2", "--json", "-")
+    rows = json.loads(res.stdout)
+    assert [len(r["ops"]["nodes"]) for r in rows] == [2, 2]
+    assert {o["op_type"] for o in rows[0]["ops"]["ops"]} >= {"Conv"}
 
 
 def test_roofline_columns_with_measured_peak(models) -> None:
@@ -157,7 +161,7 @@ def test_pipeline_stage_timing(models, tmp_path) -> None:
     writer.release()
     res = invoke(models["a"], *FAST, "--pipeline", video, "--json", "-")
     assert res.exit_code == 0, res.output
-    pipe = json.loads(res.stdout)[-1]["pipeline"]
+    pipe = json.loads(res.stdout)[0]["pipeline"]
     assert pipe["frames"] == 12 and pipe["fps"] > 0
     assert [s["stage"] for s in pipe["stages"]] == ["decode", "preprocess", "inference", "postprocess"]
     missing = invoke(models["a"], *FAST, "--pipeline", str(tmp_path / "none.mp4"))
@@ -206,3 +210,15 @@ def test_torch_baseline_from_checkpoint(tmp_path) -> None:
     assert [r["runtime"] for r in rows] == ["onnxruntime", "torch"]
     assert rows[1]["model"] == "best.pt" and rows[1]["threads"] == 1 and rows[1]["runs"] == 5
     assert rows[1]["speedup"] == pytest.approx(rows[0]["p50_ms"] / rows[1]["p50_ms"])
+
+
+def test_quantized_model_gets_no_percent_of_float_peak(models, tmp_path) -> None:
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    int8 = str(tmp_path / "a.int8.onnx")
+    quantize_dynamic(models["a"], int8, weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul"])
+    res = invoke(models["a"], int8, "--provider", "cpu", "--threads", "1", "--runs", "5", "--json", "-")
+    assert res.exit_code == 0, res.output
+    fp32, q = json.loads(res.stdout)
+    assert fp32["pct_peak"] is not None and q["pct_peak"] is None and q["model"] == "a.int8.onnx"
+    assert "not a like-for-like ratio" in res.stderr

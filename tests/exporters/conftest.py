@@ -22,6 +22,15 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _export_fixtures import IMAGE_SIZE, SHAPES, image_checkpoint, text_checkpoint  # noqa: E402
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_torch_thread():
+    """One intra-op thread: on a small, shared CPU two threads are several times slower."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def shapes_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """4 classes x 50 coloured-shape images, 32 px (folder per class)."""
@@ -67,12 +76,16 @@ def trained_cnn(tmp_path_factory: pytest.TempPathFactory, shapes_dir: Path) -> P
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     gen = torch.Generator().manual_seed(0)
     model.train()
-    torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
-    for _ in range(12):
-        for idx in torch.randperm(len(x), generator=gen).split(32):
-            opt.zero_grad()
-            torch.nn.functional.cross_entropy(model(x[idx]), y[idx]).backward()
-            opt.step()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # session fixtures run before the module-scoped thread setting
+    try:
+        for _ in range(10):
+            for idx in torch.randperm(len(x), generator=gen).split(32):
+                opt.zero_grad()
+                torch.nn.functional.cross_entropy(model(x[idx]), y[idx]).backward()
+                opt.step()
+    finally:
+        torch.set_num_threads(threads)
     model.eval()
     with torch.no_grad():
         train_acc = float((model(x).argmax(1) == y).float().mean())

@@ -196,3 +196,15 @@ def test_truncated_file_raises_model_error(tmp_path: Path) -> None:
     path.write_bytes(data[: len(data) // 2])
     with pytest.raises(ModelError, match="cut.onnx"):
         graph_stats(path)
+
+
+@pytest.mark.parametrize("layout", ["nchw", "nhwc"])
+def test_dynamic_spatial_dims_take_image_size(layout: str) -> None:
+    dims = ["N", 3, "height", "width"] if layout == "nchw" else ["N", "height", "width", 3]
+    nodes = [helper.make_node("Transpose", ["x"], ["t"], perm=[0, 3, 1, 2])] if layout == "nhwc" else []
+    nodes.append(helper.make_node("Conv", ["t" if layout == "nhwc" else "x", "w"], ["y"], strides=[2, 2]))
+    model = _model(nodes, [helper.make_tensor_value_info("x", TensorProto.FLOAT, dims)],
+                   [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], [_init("w", (4, 3, 2, 2))])
+    stats = graph_stats(model, image_size=32)
+    assert _layer(stats, "Conv").output_shape == [1, 4, 16, 16]
+    assert stats.total_macs == 4 * 16 * 16 * 12

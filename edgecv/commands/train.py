@@ -1,0 +1,103 @@
+"""``edgecv train``: options -> :class:`edgecv.trainer.TrainConfig` -> :func:`edgecv.trainer.train`.
+
+torch is imported only when the command runs, so ``edgecv train --help`` stays fast.
+"""
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import click
+
+
+@click.command("train")
+@click.argument("data", required=False, type=click.Path(exists=True))
+@click.option("--model", "-m", default=None, help="Architecture from 'edgecv models' (default mobilenet_v2 for "
+              "images, lstm_classifier for text).")
+@click.option("--out", "-o", default=None, help="Output folder for checkpoints, metrics and plots [runs/exp].")
+@click.option("--epochs", type=int, default=None, help="Epochs to train [10].")
+@click.option("--batch-size", type=int, default=None, help="Batch size per process [32].")
+@click.option("--lr", type=float, default=None, help="Peak learning rate [1e-3 AdamW, 0.05 SGD].")
+@click.option("--optimizer", type=click.Choice(["adamw", "sgd"]), default=None, help="Optimiser [adamw].")
+@click.option("--weight-decay", type=float, default=None, help="Weight decay [0.01].")
+@click.option("--warmup-epochs", type=float, default=None, help="Linear LR warm-up before the cosine decay [1].")
+@click.option("--label-smoothing", type=float, default=None, help="Cross-entropy label smoothing [0].")
+@click.option("--grad-clip", type=float, default=None, help="Clip the gradient norm [1.0 for text, off for images].")
+@click.option("--seed", type=int, default=None, help="Seed for split, init, shuffling and augmentation [0].")
+@click.option("--val-split", type=float, default=None, help="Validation fraction, stratified per class [0.2]; "
+              "ignored when DATA_DIR has train/ and val/.")
+@click.option("--device", default=None, help="auto (cuda -> mps -> cpu), cpu, cuda, cuda:N or mps [auto].")
+@click.option("--no-amp", is_flag=True, default=False, help="Disable mixed precision on CUDA.")
+@click.option("--workers", type=int, default=None, help="DataLoader worker processes [up to 4 for images, 0 text].")
+@click.option("--weights", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="Start from these weights (torchvision .pth or edgecv .pt); a head of another class count is "
+                   "replaced.")
+@click.option("--freeze-backbone", is_flag=True, default=False, help="Train only the classifier head.")
+@click.option("--unfreeze-at", type=int, default=None, help="With --freeze-backbone: train everything from this epoch.")
+@click.option("--img-size", type=int, default=None, help="Square input size in pixels [the model's default].")
+@click.option("--resize", type=click.Choice(["stretch", "short_side"]), default=None,
+              help="Evaluation/runtime resize, saved with the model [stretch: whole image; short_side: + centre crop].")
+@click.option("--grayscale", is_flag=True, default=False, help="Train on 1-channel grey images.")
+@click.option("--no-augment", is_flag=True, default=False, help="Turn off crop/flip/colour augmentation.")
+@click.option("--min-crop-scale", type=float, default=None, help="Smallest random-crop area fraction [0.25].")
+@click.option("--text-column", default=None, help="Text column of a CSV/TSV/JSONL [text].")
+@click.option("--label-column", default=None, help="Label column of a CSV/TSV/JSONL [label].")
+@click.option("--vocab-size", type=int, default=None, help="Largest vocabulary incl. <pad>, <unk> [20000].")
+@click.option("--min-freq", type=int, default=None, help="Words seen fewer times become <unk> [1].")
+@click.option("--max-len", type=int, default=None, help="Tokens kept per text [64].")
+@click.option("--no-lower", is_flag=True, default=False, help="Keep letter case when tokenising.")
+@click.option("--resume", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="Continue a run from its last.pt (a larger --epochs extends it).")
+@click.option("--overwrite", is_flag=True, default=False, help="Replace an existing run in --out.")
+@click.option("--quiet", "-q", is_flag=True, default=False, help="Only warnings and the final line.")
+@click.option("--json", "as_json", is_flag=True, default=False, help="Print the run summary as JSON.")
+def train(data: str | None, **opts: Any) -> None:
+    """Train a classifier on an image folder (DATA_DIR/<class>/*.jpg) or a text table.
+
+    \b
+    Images: classes are the sorted sub-folder names; DATA_DIR/train + DATA_DIR/val
+    are used when present, else a seeded, stratified --val-split. Unreadable
+    images are skipped and listed in OUT/train.log. Text: a .csv/.tsv/.jsonl file;
+    the word tokenizer is fitted on the training split and saved in the checkpoint.
+
+    \b
+    Writes to --out: last.pt, best.pt, metrics.csv, summary.json, config.json,
+    curves.png, confusion_matrix.png/.csv, per_class.csv, train.log.
+
+    \b
+    Examples:
+      edgecv train data/ --model mobilenet_v2 --weights mobilenet_v2.pth \\
+          --freeze-backbone --unfreeze-at 3 --epochs 10 --out runs/exp1
+      edgecv train shapes/ --model simple_cnn --img-size 32 --epochs 15 --out runs/shapes
+      edgecv train sms.csv --model lstm_classifier --text-column text \\
+          --label-column label --epochs 8 --out runs/sms
+      edgecv train --resume runs/exp1/last.pt --epochs 20
+      torchrun --nproc-per-node 2 -m edgecv train data/ --model simple_cnn --out runs/ddp
+    """
+    from edgecv.datasets import is_text_source
+    from edgecv.trainer import train as run_training
+
+    resume, overwrite, quiet, as_json = opts.pop("resume"), opts.pop("overwrite"), opts.pop("quiet"), opts.pop("as_json")
+    if data is None and resume is None:
+        raise click.UsageError("missing DATA (an image folder or a .csv/.tsv/.jsonl file), or --resume last.pt")
+    options = _config_options(opts)
+    if resume is None and "model" not in options:
+        options["model"] = "lstm_classifier" if data and is_text_source(data) else "mobilenet_v2"
+    result = run_training(data, resume=resume, overwrite=overwrite, quiet=quiet or as_json, **options)
+    if as_json:
+        click.echo(json.dumps(result.summary(), indent=2))
+
+
+def _config_options(opts: dict[str, Any]) -> dict[str, Any]:
+    """CLI flags -> TrainConfig fields; only options the user gave (None = not given)."""
+    flags = {"no_amp": ("amp", False), "no_augment": ("augment", False), "no_lower": ("lower", False),
+             "freeze_backbone": ("freeze_backbone", True), "grayscale": ("grayscale", True)}
+    out: dict[str, Any] = {}
+    for key, value in opts.items():
+        if key in flags:
+            if value:
+                name, setting = flags[key]
+                out[name] = setting
+        elif value is not None:
+            out[key] = value
+    return out
