@@ -22,7 +22,7 @@ import platform
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from edgecv.contract import ModelContract, embed_contract
 from edgecv.errors import EdgecvError, InputError
@@ -112,8 +112,13 @@ def check_options(source: ExportSource, opts: ExportOptions) -> None:
         raise InputError(f"--data {opts.data}: not found (expected an image folder or a .csv/.tsv/.jsonl file)")
 
 
-def run_export(source: ExportSource, opts: ExportOptions) -> ExportReport:
-    """Run the whole chain and write the files; see the module docstring for the order."""
+def run_export(source: ExportSource, opts: ExportOptions, *,
+               progress: Callable[[str], None] | None = None) -> ExportReport:
+    """Run the whole chain and write the files; see the module docstring for the order.
+
+    ``progress(message)`` is called as each step starts (the CLI shows it on a terminal).
+    """
+    say = progress or (lambda _msg: None)
     check_options(source, opts)
     paths = output_paths(Path(opts.output))
     warnings = list(source.warnings)
@@ -123,6 +128,7 @@ def run_export(source: ExportSource, opts: ExportOptions) -> ExportReport:
         calib = find_samples(opts.data, task="image", labels=source.labels, limit=opts.calib_size,
                              seed=opts.seed + 1)
     attention = opts.attention and source.task == "text" and supports_attention(source.model)
+    say(f"PyTorch reference on {describe_source(samples)}")
     reference = torch_reference(source.model, samples, spec=source.spec, tokenizer=source.tokenizer,
                                 max_len=source.max_len, return_attention=attention)
     if reference.logits.shape[1] != len(source.labels):
@@ -134,6 +140,7 @@ def run_export(source: ExportSource, opts: ExportOptions) -> ExportReport:
     finals: dict[str, tuple[Path, ModelContract]] = {}
     with scratch_dir(paths["fp32"]) as scratch:
         # -- fp32 -----------------------------------------------------------------------------
+        say(f"exporting {source.architecture} (opset {opts.opset}, {opts.exporter})")
         t0 = time.perf_counter()
         raw = export_onnx(source.model, scratch / "fp32.onnx", opset=opts.opset, task=source.task,
                           input_shape=source.input_shape, return_attention=attention,
@@ -154,6 +161,7 @@ def run_export(source: ExportSource, opts: ExportOptions) -> ExportReport:
                 checked["result"] = result = _fp32_verify(path, reference, stage="simplified")
                 return None if result.passed else (result.error or "parity failed")
 
+            say("simplifying with onnxsim")
             sim = simplify(raw, scratch / "simplified.onnx", check=check)
             if sim.applied:
                 chosen, chosen_parity, simplified = Path(sim.path), checked["result"], True
@@ -178,6 +186,7 @@ def run_export(source: ExportSource, opts: ExportOptions) -> ExportReport:
         finals["fp32"] = (chosen, _contract(source, base_export, "fp32", chosen_parity, attention))
         # -- fp16 / int8 ----------------------------------------------------------------------
         if opts.fp16:
+            say("converting to float16")
             row, contract = _reduced(
                 "fp16", chosen, scratch / "fp16.onnx", paths["fp16"], reference,
                 lambda s, d: _quantize.quantize_fp16(s, d), min_top1=FP16_MIN_TOP1, warn_top1=None)
@@ -187,6 +196,7 @@ def run_export(source: ExportSource, opts: ExportOptions) -> ExportReport:
                                   _contract(source, {**base_export, **contract}, "fp16",
                                             row.parity, attention))
         if opts.int8:
+            say("quantizing to int8" + (f" (calibrating on {len(calib)} images)" if calib else " (dynamic)"))
             if source.task == "image":
                 def quant(s: Path, d: Path) -> dict[str, Any]:
                     return _quantize.quantize_int8_static(s, d, samples=calib, spec=source.spec)

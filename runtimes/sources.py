@@ -271,6 +271,7 @@ class LiveSource(Source):
         self._error: BaseException | None = None
         self._stop = threading.Event()
         self._captured = 0
+        self._failures = 0
         cap = opener()
         if cap is None or not cap.isOpened():
             if cap is not None:
@@ -284,22 +285,26 @@ class LiveSource(Source):
         self._thread = threading.Thread(target=self._capture_loop, name=f"edgecv-capture-{name}", daemon=True)
         self._thread.start()
 
-    def _reopen(self) -> Any:
-        delay = self.backoff_s
-        for _ in range(self.retries):
+    def _reopen(self, failures: int = 0) -> Any:
+        """Reopen after back-off; ``failures`` = consecutive failed reads/opens so far. A stream
+        that opens but delivers no frame counts as failed too, so the budget is always bounded."""
+        while failures < self.retries:
+            delay = min(self.backoff_s * (2 ** failures), self.max_backoff_s)
+            failures += 1
             if self._stop.wait(delay):
                 return None
             cap = self._opener()
             if cap is not None and cap.isOpened():
                 self.reconnects += 1
+                self._failures = failures
                 return cap
             if cap is not None:
                 cap.release()
-            delay = min(delay * 2, self.max_backoff_s)
         raise StreamLost(f"{self.name}: stream lost and not reopened after {self.retries} attempts "
                          f"(back-off up to {self.max_backoff_s:g} s)")
 
     def _capture_loop(self) -> None:
+        self._failures = 0
         try:
             while not self._stop.is_set():
                 t0 = time.perf_counter_ns()
@@ -308,10 +313,11 @@ class LiveSource(Source):
                     if self._stop.is_set():
                         break
                     self._cap.release()
-                    self._cap = self._reopen()
+                    self._cap = self._reopen(self._failures)
                     if self._cap is None:
                         break
                     continue
+                self._failures = 0  # a delivered frame resets the retry budget
                 now = time.perf_counter_ns()
                 frame = Frame(image, self._captured, self.name, now, (now - t0) / 1e6)
                 self._captured += 1

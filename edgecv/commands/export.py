@@ -129,7 +129,10 @@ def export(checkpoint: Path | None, output: Path, data: Path | None, opset: int,
     for warning in source.warnings:
         click.echo(f"Warning: {warning}", err=True)
     check_options(source, opts)
-    report = run_export(source, opts)
+    import sys
+
+    show = sys.stderr.isatty() and not as_json
+    report = run_export(source, opts, progress=(lambda m: click.echo(f"... {m}", err=True)) if show else None)
     if as_json:
         click.echo(json.dumps(report.to_dict(), indent=2, default=str))
     else:
