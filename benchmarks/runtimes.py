@@ -194,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
                     rows.append({"model": name, "runtime": runtime, "batch": batch, "threads": args.threads,
                                  "seq_len": SEQ_LEN if task == "text" else None, **st.to_dict(),
                                  "speedup_vs_torch": base / st.p50_ms, "speedup_vs_ort_fp32": fp32_p50 / st.p50_ms,
-                                 "macs": macs, "gflops": gflops,
+                                 "macs": macs, "gflops": gflops, "load_1min": os.getloadavg()[0],
                                  # int8 arithmetic vs a float32 ceiling is not a like-for-like ratio
                                  "pct_peak": 100.0 * gflops / peak if gflops and "int8" not in runtime else None})
     load_after = os.getloadavg()
@@ -224,14 +224,14 @@ def markdown(rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
              "- load average before / after: " + " / ".join(", ".join(f"{x:.2f}" for x in meta[k])
                                                             for k in ("load_average_before", "load_average_after")),
              f"- {meta['vnni_note']}", "",
-             "| model | batch | runtime | p50 ms | p90 ms | p99 ms | items/s | vs torch | vs ORT fp32 | GFLOP/s | % peak |",
-             "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "| model | batch | runtime | p50 ms | p90 ms | p99 ms | items/s | vs torch | vs ORT fp32 | GFLOP/s | % peak | load |",
+             "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         g = "-" if r["gflops"] is None else f"{r['gflops']:.1f}"
         p = "-" if r["pct_peak"] is None else f"{r['pct_peak']:.1f}%"
         lines.append(f"| {r['model']} | {r['batch']} | {r['runtime']} | {r['p50_ms']:.2f} | {r['p90_ms']:.2f} | "
                      f"{r['p99_ms']:.2f} | {r['throughput']:.1f} | {r['speedup_vs_torch']:.2f}x | "
-                     f"{r['speedup_vs_ort_fp32']:.2f}x | {g} | {p} |")
+                     f"{r['speedup_vs_ort_fp32']:.2f}x | {g} | {p} | {r['load_1min']:.1f} |")
     if meta["notes"]:
         lines += ["", *[f"- {n}" for n in meta["notes"]]]
     return "\n".join(lines) + "\n"

@@ -78,6 +78,10 @@ def export_onnx(model: Any, path: str | os.PathLike[str], *, opset: int = DEFAUL
     if exporter not in EXPORTERS:
         raise InputError(f"exporter {exporter!r}: expected one of {', '.join(EXPORTERS)}")
     check_opset(opset, exporter=exporter)
+    if exporter == "dynamo":
+        from edgecv.errors import require
+
+        require("onnxscript", "train")  # the torch.export-based exporter is built on it
     if task not in ("image", "text"):
         raise InputError(f"task {task!r}: expected 'image' or 'text'")
     dest = Path(path)

@@ -48,7 +48,7 @@ class ExportOptions:
     calib_size: int = 300
     simplify: bool = True
     exporter: str = "torchscript"
-    verify_size: int = 64  # parity samples from --data (random: 20)
+    verify_size: int = 128  # parity samples from --data (random: 20)
     attention: bool = True  # export attention weights when the model can return them
     seed: int = 0
 
@@ -59,7 +59,7 @@ class StageReport:
 
     stage: str  # "fp32" | "simplified" | "fp16" | "int8"
     file: str | None  # written file, None when this stage's graph was not kept
-    status: str  # "ok" | "failed" | "skipped" | "not kept"
+    status: str  # "ok" | "warning" | "failed" | "error" | "skipped" | "not kept"
     size: int | None = None
     nodes: int | None = None
     seconds: float | None = None
@@ -212,8 +212,8 @@ def run_export(source: ExportSource, opts: ExportOptions, *,
                                             row.parity, attention))
         for row in stages:
             if row.parity and row.parity.get("warning"):
-                warnings.append(row.parity["warning"])
-            if row.status == "failed" and row.stage in ("fp16", "int8"):
+                warnings.append(f"{row.stage}: {row.parity['warning']}")
+            if row.status in ("failed", "error") and row.stage in ("fp16", "int8"):
                 warnings.append(f"{row.stage} FAILED: {row.note}")
         # -- write ----------------------------------------------------------------------------
         for name in ("fp16", "int8", "fp32"):  # the main model last: it appears once all are there
@@ -226,6 +226,10 @@ def run_export(source: ExportSource, opts: ExportOptions, *,
             row.size = file_size(row.file)
             if row.stage in ("fp16", "int8") and fp32_size:
                 row.details["size_ratio"] = round(row.size / fp32_size, 4)
+    for name in ("fp16", "int8"):
+        if name not in finals and paths[name].exists():
+            warnings.append(f"{paths[name]} is left from an earlier export and was not rewritten; "
+                            "delete it or export again with --" + name)
     # int8 below the agreement bar is only a warning; a failed fp32/fp16 check or any stage
     # error fails the command.
     passed = fp32_parity.passed and all(r.status not in ("failed", "error") for r in stages)
@@ -261,7 +265,8 @@ def _reduced(stage: str, src: Path, tmp: Path, final: Path, reference: Any, conv
         return StageReport(stage, None, "error", note=f"error: {exc}"), None
     parity = verify_onnx(tmp, reference, stage=stage, atol=None, min_top1=min_top1, warn_top1=warn_top1)
     details = {k: v for k, v in info.items() if k not in ("path", "seconds")}
-    row = StageReport(stage, str(final), "ok" if parity.passed else "failed", size=file_size(tmp),
+    status = ("warning" if parity.warning else "ok") if parity.passed else "failed"
+    row = StageReport(stage, str(final), status, size=file_size(tmp),
                       nodes=_nodes(tmp), seconds=info.get("seconds"), parity=parity.to_dict(),
                       note=parity.error or parity.warning, details=details)
     return row, {"quantization" if stage == "int8" else "fp16": details}

@@ -89,7 +89,7 @@ def _from_checkpoint(obj: dict[str, Any], path: Path, *, model_name: str | None,
     if task == "image":
         spec = PreprocessSpec.from_dict(obj["preprocess"]) if obj.get("preprocess") else _default_spec(arch)
         if image_size is not None:
-            spec = spec.replace(size=[image_size, image_size], resize_short=None)
+            spec = spec.replace(size=[image_size, image_size])
     else:
         if not obj.get("tokenizer"):
             raise CheckpointError(f"{path}: text checkpoint without a tokenizer; cannot export a "
@@ -124,7 +124,7 @@ def _from_state_dict(obj: dict[str, Any] | None, *, model_name: str, source: str
         _load(model, obj, source=source)
     spec = _default_spec(model_name)
     if image_size is not None:
-        spec = spec.replace(size=[image_size, image_size], resize_short=None)
+        spec = spec.replace(size=[image_size, image_size])
     out = _num_outputs(model, task="image", spec=spec)
     labels = [f"class_{i}" for i in range(out)]
     if out == 1000:

@@ -202,7 +202,7 @@ def verify_onnx(path: str | os.PathLike[str], reference: Reference, *, stage: st
     if min_top1 is not None and metrics["top1_agreement"] < min_top1:
         problems.append(f"top-1 agreement {metrics['top1_agreement']:.1%} below {min_top1:.0%}")
     if warn_top1 is not None and metrics["top1_agreement"] < warn_top1:
-        result.warning = (f"{stage}: top-1 agreement with fp32 is {metrics['top1_agreement']:.1%} "
+        result.warning = (f"top-1 agreement with fp32 is {metrics['top1_agreement']:.1%} "
                           f"(below {warn_top1:.0%}); check accuracy before deploying")
     result.passed = not problems
     result.error = "; ".join(problems) or None

@@ -126,6 +126,11 @@ def build_spec(
         changes["mean"] = ov.mean
     if ov.std is not None:
         changes["std"] = ov.std
+    mean, std = changes.get("mean", base.mean), changes.get("std", base.std)
+    if len(mean) != len(std) and 1 in (len(mean), len(std)):  # --mean 0,0,0 --std 1: broadcast
+        n = max(len(mean), len(std))
+        changes["mean"] = tuple(mean) * (n // len(mean))
+        changes["std"] = tuple(std) * (n // len(std))
     if ov.bgr and base.color != "gray":
         changes["color"] = "bgr"
     spec = base.replace(**changes)

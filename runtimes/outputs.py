@@ -169,6 +169,14 @@ class ShowSink:
 
     def __init__(self, stop: threading.Event, *, title: str = "edgecv") -> None:
         self.stop, self.title = stop, title
+        if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+            # Qt would abort the whole process (losing every output) instead of raising
+            raise InputError("--show: no display (DISPLAY is not set); run headless with --save out.mp4 instead")
+        try:
+            cv2.namedWindow(title, cv2.WINDOW_NORMAL)
+        except cv2.error:
+            raise InputError("--show: this OpenCV build cannot open windows (headless build or no display); "
+                             "use --save out.mp4 instead") from None
 
     def write(self, result: Any) -> None:
         cv2.imshow(self.title, draw_overlay(result.frame_image, result.top_k, fps=result.fps,
@@ -205,5 +213,5 @@ def format_summary(report: Any) -> str:
     for item in report.unreadable[:20]:
         lines.append(f"  skipped {item}")
     if report.interrupted:
-        lines.append("stopped early by a signal; outputs were flushed")
+        lines.append("stopped early (Ctrl-C, SIGTERM or a stop request); outputs were flushed")
     return "\n".join(lines)

@@ -24,6 +24,7 @@ import numpy as np
 
 from edgecv.errors import EdgecvError, InputError
 from edgecv.preprocess import IMAGE_EXTENSIONS, load_image
+from edgecv.runtimes.fake_capture import FakeCapture  # noqa: F401 - part of this module's API
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv")
 URL_PREFIXES = ("rtsp://", "rtsps://", "rtmp://", "http://", "https://", "udp://", "tcp://")
@@ -208,48 +209,6 @@ class VideoFileSource(_OrderedReader):
 
 
 # ----------------------------------------------------------------------------- live sources
-class FakeCapture:
-    """A ``cv2.VideoCapture`` look-alike producing synthetic frames at ``fps`` in real time.
-
-    ``read()`` blocks until the next frame is due, like a camera. ``fail_after`` frames it
-    reports a lost stream (``read`` -> False). The frame index is drawn into each frame, so a test
-    can tell which frame it got.
-    """
-
-    def __init__(self, *, fps: float = 30.0, size: tuple[int, int] = (64, 48), fail_after: int | None = None,
-                 colour: tuple[int, int, int] = (0, 0, 200)) -> None:
-        self.fps, self.size, self.fail_after = fps, size, fail_after
-        self._frame = np.zeros((size[1], size[0], 3), np.uint8)
-        self._frame[:] = colour
-        self._n = 0
-        self._next = time.perf_counter()
-        self._open = True
-
-    def isOpened(self) -> bool:  # noqa: N802 - mimics cv2.VideoCapture
-        return self._open
-
-    def read(self) -> tuple[bool, np.ndarray | None]:
-        if not self._open or (self.fail_after is not None and self._n >= self.fail_after):
-            return False, None
-        delay = self._next - time.perf_counter()
-        if delay > 0:
-            time.sleep(delay)
-        self._next = max(self._next + 1.0 / self.fps, time.perf_counter() - 1.0 / self.fps)
-        frame = self._frame.copy()
-        frame[0, :4, 0] = np.frombuffer(int(self._n).to_bytes(4, "little"), np.uint8)  # frame id in pixels
-        self._n += 1
-        return True, frame
-
-    def get(self, prop: int) -> float:
-        return float(self.fps) if prop == cv2.CAP_PROP_FPS else 0.0
-
-    def set(self, prop: int, value: float) -> bool:  # noqa: A003 - mimics cv2.VideoCapture
-        return True
-
-    def release(self) -> None:
-        self._open = False
-
-
 class LiveSource(Source):
     """A camera or stream read by a capture thread that keeps only the newest frame.
 
@@ -300,7 +259,8 @@ class LiveSource(Source):
                 return cap
             if cap is not None:
                 cap.release()
-        raise StreamLost(f"{self.name}: stream lost and not reopened after {self.retries} attempts "
+        what = "stream lost and not reopened" if self._captured else "cannot open stream"
+        raise StreamLost(f"{self.name}: {what} after {self.retries} attempts "
                          f"(back-off up to {self.max_backoff_s:g} s)")
 
     def _capture_loop(self) -> None:

@@ -6,7 +6,9 @@ postprocessing and the sinks, so decode and preprocess overlap with inference (O
 numpy release the GIL). Live sources are processed synchronously on the newest frame: a
 prefetched frame would only be older by the time inference reached it.
 
-Timing uses ``time.perf_counter_ns``; statistics live in fixed-size ring buffers so hours of
+Stages: capture (decode time for files; time spent waiting for a frame for live sources),
+preprocess, inference, postprocess (probabilities, smoothing, top-k). Frame age = time from a
+frame's capture to its result. Timing uses ``time.perf_counter_ns``; statistics live in fixed-size ring buffers so hours of
 video do not grow memory. SIGINT/SIGTERM set a stop flag (second Ctrl-C interrupts hard); the
 loop then finishes the current frame, closes the source and flushes every sink.
 :func:`run_stream` is the library entry point (``edgecv profile --pipeline`` reuses it).

@@ -56,7 +56,8 @@ def render(report: Any) -> str:
             extra.append(f"{r.stage}: {r.details['size_ratio']:.2f}x the fp32 size")
         if r.stage == "int8" and r.details:
             d = r.details
-            extra.append(f"int8: {d.get('method')} {d.get('format', '')} per_channel={d.get('per_channel')} "
+            kind = " ".join(str(v) for v in (d.get("method"), d.get("format")) if v)
+            extra.append(f"int8: {kind}, per_channel={d.get('per_channel')}, "
                          f"reduce_range={d.get('reduce_range')}"
                          + (f", calibrated on {d['calibration_samples']} images"
                             if d.get("calibration_samples") else ""))
@@ -72,8 +73,8 @@ def render(report: Any) -> str:
               help="Output .onnx file; model.fp16.onnx / model.int8.onnx / model.export.json go beside it.")
 @click.option("--data", type=click.Path(path_type=Path),
               help="Image folder or text .csv/.tsv/.jsonl: real samples for parity and int8 calibration.")
-@click.option("--opset", type=click.IntRange(*OPSET_RANGE), default=17, show_default=True,
-              help="ONNX opset (torchscript exporter: 13-20; dynamo: 18-23).")
+@click.option("--opset", type=click.IntRange(*OPSET_RANGE), default=None,
+              help="ONNX opset [17; 18 with --exporter dynamo] (torchscript: 13-20; dynamo: 18-23).")
 @click.option("--fp16", is_flag=True, help="Also write model.fp16.onnx (float16 weights, float32 I/O).")
 @click.option("--int8", is_flag=True,
               help="Also write model.int8.onnx (static QDQ for image models, needs --data; dynamic for text).")
@@ -88,12 +89,14 @@ def render(report: Any) -> str:
               help="Input side in pixels for a bare state dict (default: the architecture's).")
 @click.option("--random-init", is_flag=True, help="Export untrained weights (with --model; for testing only).")
 @click.option("--exporter", type=click.Choice(["torchscript", "dynamo"]), default="torchscript",
-              show_default=True, help="torch.onnx exporter (see docs/metadata.md).")
-@click.option("--verify-size", type=click.IntRange(4, None), default=64, show_default=True,
+              show_default=True,
+              help="torch.onnx exporter; torchscript is faster and writes opsets 13-20 directly "
+                   "(see docs/metadata.md).")
+@click.option("--verify-size", type=click.IntRange(4, None), default=128, show_default=True,
               help="Samples from --data used for parity checks.")
 @click.option("--no-attention", is_flag=True, help="Text models: do not export the attention output.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
-def export(checkpoint: Path | None, output: Path, data: Path | None, opset: int, fp16: bool, int8: bool,
+def export(checkpoint: Path | None, output: Path, data: Path | None, opset: int | None, fp16: bool, int8: bool,
            calib_size: int, no_simplify: bool, model_name: str | None, weights: Path | None,
            num_classes: int | None, image_size: int | None, random_init: bool, exporter: str,
            verify_size: int, no_attention: bool, as_json: bool) -> None:
@@ -117,6 +120,8 @@ def export(checkpoint: Path | None, output: Path, data: Path | None, opset: int,
     from edgecv.exporters.pipeline import ExportOptions, check_options, run_export
     from edgecv.exporters.source import load_source
 
+    if opset is None:
+        opset = 18 if exporter == "dynamo" else 17  # the dynamo exporter implements >= 18 only
     opts = ExportOptions(output=output, data=data, opset=opset, fp16=fp16, int8=int8,
                          calib_size=calib_size, simplify=not no_simplify, exporter=exporter,
                          verify_size=verify_size, attention=not no_attention)

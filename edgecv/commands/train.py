@@ -29,6 +29,8 @@ import click
 @click.option("--device", default=None, help="auto (cuda -> mps -> cpu), cpu, cuda, cuda:N or mps [auto].")
 @click.option("--no-amp", is_flag=True, default=False, help="Disable mixed precision on CUDA.")
 @click.option("--workers", type=int, default=None, help="DataLoader worker processes [up to 4 for images, 0 text].")
+@click.option("--model-arg", "model_args", multiple=True, metavar="KEY=VALUE",
+              help="Extra architecture argument, repeatable: --model-arg width_mult=0.5 --model-arg dropout=0.")
 @click.option("--weights", type=click.Path(exists=True, dir_okay=False), default=None,
               help="Start from these weights (torchvision .pth or edgecv .pt); a head of another class count is "
                    "replaced.")
@@ -68,7 +70,8 @@ def train(data: str | None, **opts: Any) -> None:
     Examples:
       edgecv train data/ --model mobilenet_v2 --weights mobilenet_v2.pth \\
           --freeze-backbone --unfreeze-at 3 --epochs 10 --out runs/exp1
-      edgecv train shapes/ --model simple_cnn --img-size 32 --epochs 15 --out runs/shapes
+      edgecv train shapes/ --model simple_cnn --img-size 16 --lr 2e-3 \\
+          --model-arg dropout=0 --epochs 15 --batch-size 64 --out runs/shapes
       edgecv train sms.csv --model lstm_classifier --text-column text \\
           --label-column label --epochs 8 --out runs/sms
       edgecv train --resume runs/exp1/last.pt --epochs 20
@@ -93,6 +96,9 @@ def _config_options(opts: dict[str, Any]) -> dict[str, Any]:
     flags = {"no_amp": ("amp", False), "no_augment": ("augment", False), "no_lower": ("lower", False),
              "freeze_backbone": ("freeze_backbone", True), "grayscale": ("grayscale", True)}
     out: dict[str, Any] = {}
+    model_args = opts.pop("model_args", ())
+    if model_args:
+        out["model_kwargs"] = _parse_model_args(model_args)
     for key, value in opts.items():
         if key in flags:
             if value:
@@ -101,3 +107,17 @@ def _config_options(opts: dict[str, Any]) -> dict[str, Any]:
         elif value is not None:
             out[key] = value
     return out
+
+
+def _parse_model_args(items: tuple[str, ...]) -> dict[str, Any]:
+    """``("width_mult=0.5", "dropout=0")`` -> ``{"width_mult": 0.5, "dropout": 0}`` (JSON values, else text)."""
+    parsed: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise click.BadParameter(f"{item!r}: expected KEY=VALUE", param_hint="--model-arg")
+        try:
+            parsed[key.strip()] = json.loads(raw)
+        except json.JSONDecodeError:
+            parsed[key.strip()] = raw
+    return parsed

@@ -2,6 +2,7 @@
 fallback, external data and the report."""
 from __future__ import annotations
 
+import importlib
 import json
 import sys
 from pathlib import Path
@@ -12,13 +13,13 @@ import pytest
 
 from edgecv.contract import ModelContract, read_contract
 from edgecv.exporters import ExportOptions, load_source, output_paths, run_export
-import importlib
-
-simplify_module = importlib.import_module("edgecv.exporters.simplify")
 from edgecv.preprocess import PreprocessSpec, load_image, preprocess_batch
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _export_fixtures import listing, ort_run  # noqa: E402
+
+# The package re-exports the simplify() function under the submodule's name.
+simplify_module = importlib.import_module("edgecv.exporters.simplify")
 
 
 @pytest.fixture(scope="module")
@@ -162,3 +163,26 @@ def test_text_export_with_attention(make_text_checkpoint, text_csv: Path, tmp_pa
     logits, attention = ort_run(out, ids)
     assert attention.shape == (1, 2, 2, 5, 5)  # (N, layers, heads, T, T)
     assert np.allclose(attention.sum(-1), 1.0, atol=1e-5)
+
+
+def test_a_failing_conversion_fails_the_export_but_keeps_fp32(monkeypatch, trained_cnn: Path,
+                                                              tmp_path: Path) -> None:
+    from edgecv.errors import ModelError
+    from edgecv.exporters import quantize
+
+    def boom(src, dst):
+        raise ModelError(f"{src}: float16 conversion failed (simulated)")
+
+    monkeypatch.setattr(quantize, "quantize_fp16", boom)
+    report = run_export(load_source(trained_cnn), ExportOptions(output=tmp_path / "m.onnx", fp16=True))
+    fp16 = report.stages[-1]
+    assert not report.passed and fp16.stage == "fp16" and fp16.status == "error"
+    assert any("fp16 FAILED" in w for w in report.warnings)
+    assert listing(tmp_path) == ["m.export.json", "m.onnx"]
+
+
+def test_stale_reduced_precision_file_is_reported(trained_cnn: Path, tmp_path: Path) -> None:
+    out = tmp_path / "m.onnx"
+    run_export(load_source(trained_cnn), ExportOptions(output=out, fp16=True, simplify=False))
+    report = run_export(load_source(trained_cnn), ExportOptions(output=out, simplify=False))
+    assert any("m.fp16.onnx is left from an earlier export" in w for w in report.warnings)

@@ -43,14 +43,23 @@ def _model(nodes, inputs, outputs, inits) -> onnx.ModelProto:
     return model
 
 
+def _rename_out(node: onnx.NodeProto, name: str) -> onnx.NodeProto:
+    node.output[0] = name
+    return node
+
+
 def colour_spec(size: int = 16) -> PreprocessSpec:
     return PreprocessSpec(size=(size, size), resize="stretch", mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0))
 
 
 def image_model(path: Path, *, contract: bool = True, batch: int | str = "N", size: int | str = 16,
                 dtype: str = "float32", softmax: bool = False, nc11: bool = False, channels: int = 3,
-                labels: Sequence[str] = COLOURS) -> Path:
-    """Per-channel mean classifier. ``channels=1``: 2 classes, dark (mean < 0) / bright (> 0)."""
+                labels: Sequence[str] = COLOURS, heavy: int = 0) -> Path:
+    """Per-channel mean classifier. ``channels=1``: 2 classes, dark (mean < 0) / bright (> 0).
+
+    ``heavy=K`` adds K 32-channel 3x3 convolutions whose result is multiplied by 1e-6 and added to
+    the scores: same answers, but each frame costs real compute (for tests that need a run to
+    last long enough to be interrupted)."""
     elem = TensorProto.FLOAT16 if dtype == "float16" else TensorProto.FLOAT
     npdt = np.float16 if dtype == "float16" else np.float32
     n_cls = len(labels) if channels == 3 else 2
@@ -70,6 +79,20 @@ def image_model(path: Path, *, contract: bool = True, batch: int | str = "N", si
         nodes += [helper.make_node("ReduceMean", ["input"], ["m"], axes=[2, 3], keepdims=0),  # (N, C)
                   helper.make_node("MatMul", ["m", "w"], ["scores"])]  # (N, classes)
         out_shape = [batch, n_cls]
+    if heavy:
+        rng = np.random.default_rng(0)
+        inits.append(numpy_helper.from_array((rng.standard_normal((32, channels, 3, 3)) * 0.1).astype(npdt), "c0"))
+        nodes.append(helper.make_node("Conv", ["input", "c0"], ["h0"], pads=[1, 1, 1, 1]))  # (N, 32, H, W)
+        for k in range(1, heavy + 1):
+            inits.append(numpy_helper.from_array((rng.standard_normal((32, 32, 3, 3)) * 0.05).astype(npdt), f"c{k}"))
+            nodes.append(helper.make_node("Conv", [f"h{k - 1}", f"c{k}"], [f"h{k}"], pads=[1, 1, 1, 1]))
+        inits.append(numpy_helper.from_array(np.full((1,), 1e-6, npdt), "zero"))  # not 0: ORT would prune the branch
+        nodes += [helper.make_node("ReduceMean", [f"h{heavy}"], ["hm"], axes=[1, 2, 3], keepdims=0),  # (N,)
+                  helper.make_node("Unsqueeze", ["hm", "one"], ["hm1"]),  # (N, 1)
+                  helper.make_node("Mul", ["hm1", "zero"], ["h0x"]),
+                  helper.make_node("Add", ["scores_raw", "h0x"], ["scores"])]
+        inits.append(numpy_helper.from_array(np.array([1], np.int64), "one"))
+        nodes = [n if n.output[0] != "scores" or n.op_type == "Add" else _rename_out(n, "scores_raw") for n in nodes]
     out_name = "probs" if softmax else "logits"
     nodes.append(helper.make_node("Softmax" if softmax else "Identity", ["scores"], [out_name],
                                   **({"axis": 1} if softmax else {})))

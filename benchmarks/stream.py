@@ -1,0 +1,215 @@
+"""Stream benchmark: wrapper overhead, video pipeline FPS, live frame age (mobilenet_v2, CPU).
+
+Prints and writes ``benchmarks/results/stream.{json,md}``:
+
+(a) wrapper overhead: ``Classifier.predict_tensor`` vs a bare ``session.run`` on the same
+    preprocessed (1, 3, 224, 224) tensor and the same session, interleaved A/B, ratio of medians
+    (target <= 5 %);
+(b) video pipeline FPS on a generated 640x480 video vs 1000 / inference-p50-ms, where the p50
+    is measured on the same session right before (target >= 0.9: decode and preprocess must
+    overlap with inference);
+(c) frame age on a simulated 30 fps live source (``FakeCapture``) vs one inference period + one
+    frame interval (no build-up).
+
+The model is built with ``edgecv.models.create_model('mobilenet_v2')`` and exported with
+``torch.onnx.export`` (needs the [train] extra); the measured part runs torch-free code.
+
+    python benchmarks/stream.py --threads 2 --seconds 20
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def export_mobilenet_v2(path: Path) -> Path:
+    import torch
+
+    from edgecv.contract import ModelContract, embed_contract
+    from edgecv.models import create_model
+    from edgecv.preprocess import default_spec
+    from edgecv.runtimes.labels import imagenet_labels
+    import onnx
+
+    model = create_model("mobilenet_v2").eval()
+    dummy = torch.randn(1, 3, 224, 224)
+    with torch.no_grad():
+        torch.onnx.export(model, (dummy,), str(path), input_names=["input"], output_names=["logits"],
+                          dynamic_axes={"input": {0: "N"}, "logits": {0: "N"}}, opset_version=17, dynamo=False)
+    proto = onnx.load(str(path))
+    embed_contract(proto, ModelContract(task="image", labels=list(imagenet_labels()), architecture="mobilenet_v2",
+                                        preprocess=default_spec(size=224)))
+    onnx.save(proto, str(path))
+    return path
+
+
+def pct(values: list[float], q: float) -> float:
+    return float(np.percentile(np.asarray(values), q))
+
+
+def bench_overhead(clf, image: np.ndarray, *, runs: int, warmup: int = 20) -> dict:
+    x = clf.preprocess([image])  # (1, 3, 224, 224) float32
+    sess, feed = clf.session, {clf.input.name: x}
+    for _ in range(warmup):
+        sess.run(None, feed)
+        clf.predict_tensor(x)
+    bare, wrapped = [], []
+    for i in range(runs):  # interleaved so drifting machine load hits both sides alike
+        order = (0, 1) if i % 2 == 0 else (1, 0)
+        for which in order:
+            t0 = time.perf_counter_ns()
+            if which == 0:
+                sess.run(None, feed)
+            else:
+                clf.predict_tensor(x, top_k=5)
+            dt = (time.perf_counter_ns() - t0) / 1e6
+            (bare if which == 0 else wrapped).append(dt)
+    b50, w50 = pct(bare, 50), pct(wrapped, 50)
+    return {"runs": runs, "bare_p50_ms": b50, "bare_p90_ms": pct(bare, 90), "predict_p50_ms": w50,
+            "predict_p90_ms": pct(wrapped, 90), "overhead_pct": (w50 / b50 - 1) * 100,
+            "overhead_ms": w50 - b50, "target_pct": 5.0}
+
+
+def bench_inference_p50(clf, image: np.ndarray, *, runs: int) -> float:
+    x = clf.preprocess([image])
+    for _ in range(10):
+        clf.run(x)
+    times = []
+    for _ in range(runs):
+        t0 = time.perf_counter_ns()
+        clf.run(x)
+        times.append((time.perf_counter_ns() - t0) / 1e6)
+    return pct(times, 50)
+
+
+def bench_video(clf, video: Path, *, runs: int) -> dict:
+    from edgecv.runtimes.sources import VideoFileSource
+    from edgecv.runtimes.stream import run_stream
+
+    import cv2
+    cap = cv2.VideoCapture(str(video))
+    ok, first = cap.read()
+    cap.release()
+    p50 = bench_inference_p50(clf, first, runs=runs)
+    report = run_stream(clf, VideoFileSource(video), handle_signals=False)
+    ideal = 1000.0 / p50
+    return {"frames": report.frames, "pipeline_fps": report.fps, "inference_p50_ms": p50,
+            "ideal_fps": ideal, "ratio": report.fps / ideal,
+            "in_pipeline_inference_p50_ms": report.stages["inference"]["p50_ms"],
+            "ratio_vs_in_pipeline_p50": report.fps / (1000.0 / report.stages["inference"]["p50_ms"]),
+            "stages": report.stages, "target_ratio": 0.9}
+
+
+def bench_live(clf, *, seconds: float, fps: float = 30.0) -> dict:
+    import threading
+
+    from edgecv.runtimes.sources import FakeCapture, LiveSource
+    from edgecv.runtimes.stream import run_stream
+
+    src = LiveSource(lambda: FakeCapture(fps=fps, size=(640, 480)), name=f"fake {fps:g} fps camera")
+    stop = threading.Event()
+    timer = threading.Timer(seconds, stop.set)
+    timer.start()
+    report = run_stream(clf, src, stop=stop, handle_signals=False)
+    timer.cancel()
+    s = report.stages
+    period = s["preprocess"]["p50_ms"] + s["inference"]["p50_ms"] + s["postprocess"]["p50_ms"]
+    bound = period + 1000.0 / fps
+    return {"seconds": seconds, "camera_fps": fps, "frames": report.frames, "loop_fps": report.fps,
+            "dropped": report.dropped, "frame_age_p50_ms": report.frame_age["p50_ms"],
+            "frame_age_p95_ms": report.frame_age["p95_ms"], "frame_age_max_ms": report.frame_age["max_ms"],
+            "inference_period_ms": period, "bound_ms": bound,
+            "p95_within_bound": report.frame_age["p95_ms"] < bound}
+
+
+def machine() -> dict:
+    import onnxruntime as ort
+    import cv2
+
+    cpu = platform.processor() or ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+    return {"cpu": cpu, "cores": os.cpu_count(), "load_avg_1m": load, "python": platform.python_version(),
+            "onnxruntime": ort.__version__, "opencv": cv2.__version__, "numpy": np.__version__}
+
+
+def to_markdown(res: dict) -> str:
+    a, b, c, m = res["overhead"], res["video"], res["live"], res["machine"]
+    return "\n".join([
+        "# Stream benchmark (mobilenet_v2, CPU)", "",
+        f"{m['cpu']}, {m['cores']} cores (1-min load {m['load_avg_1m']:.2f} at start), threads={res['threads']}, "
+        f"onnxruntime {m['onnxruntime']}, opencv {m['opencv']}, numpy {m['numpy']}, python {m['python']}", "",
+        "| measure | result | target |", "|---|---|---|",
+        f"| (a) predict vs bare session.run, batch 1 (p50, {a['runs']} interleaved runs) | "
+        f"{a['predict_p50_ms']:.2f} vs {a['bare_p50_ms']:.2f} ms = **{a['overhead_pct']:+.1f} %** | <= 5 % |",
+        f"| (b) video 640x480 pipeline FPS / (1000 / inference p50) | {b['pipeline_fps']:.1f} / "
+        f"{b['ideal_fps']:.1f} = **{b['ratio']:.2f}** ({b['frames']} frames; in-pipeline inference p50 "
+        f"{b['in_pipeline_inference_p50_ms']:.1f} ms -> {b['ratio_vs_in_pipeline_p50']:.2f}) | >= 0.9 |",
+        f"| (c) live 30 fps frame age p50 / p95 / max | {c['frame_age_p50_ms']:.1f} / "
+        f"**{c['frame_age_p95_ms']:.1f}** / {c['frame_age_max_ms']:.1f} ms; {c['dropped']} dropped of "
+        f"{c['frames'] + c['dropped']} | < {c['bound_ms']:.1f} ms (period {c['inference_period_ms']:.1f} + 33.3) |",
+        ""])
+
+
+def main(argv: list[str] | None = None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--threads", type=int, default=2, help="ONNX Runtime intra-op threads")
+    ap.add_argument("--runs", type=int, default=200, help="interleaved runs for (a)")
+    ap.add_argument("--video-seconds", type=float, default=10.0, help="length of the generated 640x480 video")
+    ap.add_argument("--live-seconds", type=float, default=8.0)
+    ap.add_argument("--model", type=Path, default=None, help="use this mobilenet_v2 .onnx instead of exporting")
+    ap.add_argument("--tag", default="", help="suffix for the result files")
+    args = ap.parse_args(argv)
+
+    from edgecv.runtimes import load
+    from edgecv.synthetic import make_shapes_video
+
+    work = Path(tempfile.mkdtemp(prefix="edgecv-stream-bench-"))
+    model_path = args.model or export_mobilenet_v2(work / "mobilenet_v2.onnx")
+    video = make_shapes_video(work / "shapes.mp4", seconds=args.video_seconds, fps=30, size=(640, 480))
+    clf = load(model_path, provider="cpu", threads=args.threads)
+    image = np.random.default_rng(0).integers(0, 256, (480, 640, 3), dtype=np.uint8)
+    res = {"machine": machine(), "threads": args.threads, "model": "mobilenet_v2 (edgecv.models, random init)",
+           "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    print(f"# {clf.describe()}", flush=True)
+    res["overhead"] = bench_overhead(clf, image, runs=args.runs)
+    print(f"(a) wrapper overhead: predict p50 {res['overhead']['predict_p50_ms']:.3f} ms vs bare session.run "
+          f"{res['overhead']['bare_p50_ms']:.3f} ms -> {res['overhead']['overhead_pct']:+.2f} % (target <= 5 %)",
+          flush=True)
+    res["video"] = bench_video(clf, video, runs=60)
+    v = res["video"]
+    print(f"(b) video pipeline: {v['pipeline_fps']:.1f} FPS vs 1000/{v['inference_p50_ms']:.2f} ms = "
+          f"{v['ideal_fps']:.1f} -> ratio {v['ratio']:.3f} (target >= 0.9); in-pipeline inference p50 "
+          f"{v['in_pipeline_inference_p50_ms']:.2f} ms", flush=True)
+    res["live"] = bench_live(clf, seconds=args.live_seconds)
+    c = res["live"]
+    print(f"(c) live 30 fps: frame age p50 {c['frame_age_p50_ms']:.1f} / p95 {c['frame_age_p95_ms']:.1f} / max "
+          f"{c['frame_age_max_ms']:.1f} ms vs bound {c['bound_ms']:.1f} ms ({c['inference_period_ms']:.1f} + 33.3); "
+          f"{c['frames']} processed, {c['dropped']} dropped", flush=True)
+    res["machine"]["load_avg_1m_end"] = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    stem = "stream" + (f"_{args.tag}" if args.tag else "")
+    (RESULTS / f"{stem}.json").write_text(json.dumps(res, indent=2) + "\n")
+    (RESULTS / f"{stem}.md").write_text(to_markdown(res))
+    print(f"wrote {RESULTS / (stem + '.json')} and .md")
+    return res
+
+
+if __name__ == "__main__":
+    sys.exit(0 if main() else 1)
