@@ -57,26 +57,35 @@ def pct(values: list[float], q: float) -> float:
     return float(np.percentile(np.asarray(values), q))
 
 
-def bench_overhead(clf, image: np.ndarray, *, runs: int, warmup: int = 20) -> dict:
+def bench_overhead(clf, image: np.ndarray, *, runs: int, warmup: int = 20, blocks: int = 5) -> dict:
+    """Interleaved A/B in ``blocks`` blocks; the overhead is the median of the per-block ratios of
+    medians (one burst of load from another process then spoils one block, not the figure)."""
     x = clf.preprocess([image])  # (1, 3, 224, 224) float32
     sess, feed = clf.session, {clf.input.name: x}
     for _ in range(warmup):
         sess.run(None, feed)
         clf.predict_tensor(x)
-    bare, wrapped = [], []
-    for i in range(runs):  # interleaved so drifting machine load hits both sides alike
-        order = (0, 1) if i % 2 == 0 else (1, 0)
-        for which in order:
-            t0 = time.perf_counter_ns()
-            if which == 0:
-                sess.run(None, feed)
-            else:
-                clf.predict_tensor(x, top_k=5)
-            dt = (time.perf_counter_ns() - t0) / 1e6
-            (bare if which == 0 else wrapped).append(dt)
+    bare, wrapped, ratios = [], [], []
+    per_block = max(10, runs // blocks)
+    for _ in range(blocks):
+        b_block, w_block = [], []
+        for i in range(per_block):  # alternate the order so drifting load hits both sides alike
+            for which in ((0, 1) if i % 2 == 0 else (1, 0)):
+                t0 = time.perf_counter_ns()
+                if which == 0:
+                    sess.run(None, feed)
+                else:
+                    clf.predict_tensor(x, top_k=5)
+                (b_block if which == 0 else w_block).append((time.perf_counter_ns() - t0) / 1e6)
+        ratios.append(pct(w_block, 50) / pct(b_block, 50))
+        bare += b_block
+        wrapped += w_block
     b50, w50 = pct(bare, 50), pct(wrapped, 50)
-    return {"runs": runs, "bare_p50_ms": b50, "bare_p90_ms": pct(bare, 90), "predict_p50_ms": w50,
-            "predict_p90_ms": pct(wrapped, 90), "overhead_pct": (w50 / b50 - 1) * 100,
+    return {"runs": per_block * blocks, "blocks": blocks, "bare_p50_ms": b50, "bare_p90_ms": pct(bare, 90),
+            "predict_p50_ms": w50, "predict_p90_ms": pct(wrapped, 90),
+            "overhead_pct": (float(np.median(ratios)) - 1) * 100,
+            "overhead_pct_pooled": (w50 / b50 - 1) * 100,
+            "overhead_pct_blocks": [round((r - 1) * 100, 2) for r in ratios],
             "overhead_ms": w50 - b50, "target_pct": 5.0}
 
 
@@ -101,9 +110,21 @@ def bench_video(clf, video: Path, *, runs: int) -> dict:
     ok, first = cap.read()
     cap.release()
     p50 = bench_inference_p50(clf, first, runs=runs)
+    pre = []
+    for _ in range(runs):  # standalone preprocessing cost of one 640x480 frame
+        t0 = time.perf_counter_ns()
+        clf.preprocess([first])
+        pre.append((time.perf_counter_ns() - t0) / 1e6)
     report = run_stream(clf, VideoFileSource(video), handle_signals=False)
     ideal = 1000.0 / p50
+    # CPU work per frame (inference on `threads` cores + preprocess + decode) spread over all cores:
+    # when this is below the ideal the pipeline is CPU-bound, not serialised.
+    decode = report.stages["capture"]["p50_ms"]
+    work_ms = p50 * (clf.threads or os.cpu_count() or 1) + pct(pre, 50) + decode
+    cpu_bound_fps = (os.cpu_count() or 1) * 1000.0 / work_ms
     return {"frames": report.frames, "pipeline_fps": report.fps, "inference_p50_ms": p50,
+            "preprocess_p50_ms_standalone": pct(pre, 50), "decode_p50_ms": decode,
+            "cpu_bound_fps_estimate": cpu_bound_fps,
             "ideal_fps": ideal, "ratio": report.fps / ideal,
             "in_pipeline_inference_p50_ms": report.stages["inference"]["p50_ms"],
             "ratio_vs_in_pipeline_p50": report.fps / (1000.0 / report.stages["inference"]["p50_ms"]),
@@ -156,11 +177,13 @@ def to_markdown(res: dict) -> str:
         f"{m['cpu']}, {m['cores']} cores (1-min load {m['load_avg_1m']:.2f} at start), threads={res['threads']}, "
         f"onnxruntime {m['onnxruntime']}, opencv {m['opencv']}, numpy {m['numpy']}, python {m['python']}", "",
         "| measure | result | target |", "|---|---|---|",
-        f"| (a) predict vs bare session.run, batch 1 (p50, {a['runs']} interleaved runs) | "
-        f"{a['predict_p50_ms']:.2f} vs {a['bare_p50_ms']:.2f} ms = **{a['overhead_pct']:+.1f} %** | <= 5 % |",
+        f"| (a) predict vs bare session.run, batch 1 (p50, {a['runs']} interleaved runs in {a['blocks']} blocks) | "
+        f"{a['predict_p50_ms']:.2f} vs {a['bare_p50_ms']:.2f} ms = **{a['overhead_pct']:+.1f} %** (median of blocks; "
+        f"blocks {a['overhead_pct_blocks']}) | <= 5 % |",
         f"| (b) video 640x480 pipeline FPS / (1000 / inference p50) | {b['pipeline_fps']:.1f} / "
         f"{b['ideal_fps']:.1f} = **{b['ratio']:.2f}** ({b['frames']} frames; in-pipeline inference p50 "
-        f"{b['in_pipeline_inference_p50_ms']:.1f} ms -> {b['ratio_vs_in_pipeline_p50']:.2f}) | >= 0.9 |",
+        f"{b['in_pipeline_inference_p50_ms']:.1f} ms -> {b['ratio_vs_in_pipeline_p50']:.2f}; CPU-bound ceiling "
+        f"~{b['cpu_bound_fps_estimate']:.0f} FPS) | >= 0.9 |",
         f"| (c) live 30 fps frame age p50 / p95 / max | {c['frame_age_p50_ms']:.1f} / "
         f"**{c['frame_age_p95_ms']:.1f}** / {c['frame_age_max_ms']:.1f} ms; {c['dropped']} dropped of "
         f"{c['frames'] + c['dropped']} | < {c['bound_ms']:.1f} ms (period {c['inference_period_ms']:.1f} + 33.3) |",
@@ -190,13 +213,16 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"# {clf.describe()}", flush=True)
     res["overhead"] = bench_overhead(clf, image, runs=args.runs)
     print(f"(a) wrapper overhead: predict p50 {res['overhead']['predict_p50_ms']:.3f} ms vs bare session.run "
-          f"{res['overhead']['bare_p50_ms']:.3f} ms -> {res['overhead']['overhead_pct']:+.2f} % (target <= 5 %)",
+          f"{res['overhead']['bare_p50_ms']:.3f} ms -> {res['overhead']['overhead_pct']:+.2f} % (median of "
+          f"{res['overhead']['blocks']} blocks {res['overhead']['overhead_pct_blocks']}; target <= 5 %)",
           flush=True)
     res["video"] = bench_video(clf, video, runs=60)
     v = res["video"]
     print(f"(b) video pipeline: {v['pipeline_fps']:.1f} FPS vs 1000/{v['inference_p50_ms']:.2f} ms = "
           f"{v['ideal_fps']:.1f} -> ratio {v['ratio']:.3f} (target >= 0.9); in-pipeline inference p50 "
-          f"{v['in_pipeline_inference_p50_ms']:.2f} ms", flush=True)
+          f"{v['in_pipeline_inference_p50_ms']:.2f} ms; per-frame preprocess {v['preprocess_p50_ms_standalone']:.2f} ms, "
+          f"decode {v['decode_p50_ms']:.2f} ms -> CPU-bound ceiling ~{v['cpu_bound_fps_estimate']:.0f} FPS "
+          f"on {os.cpu_count()} cores", flush=True)
     res["live"] = bench_live(clf, seconds=args.live_seconds)
     c = res["live"]
     print(f"(c) live 30 fps: frame age p50 {c['frame_age_p50_ms']:.1f} / p95 {c['frame_age_p95_ms']:.1f} / max "

@@ -54,8 +54,14 @@ def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     try:
         obj = torch.load(p, map_location="cpu", weights_only=True)
     except Exception as exc:  # zipfile/pickle/unpickling errors: all mean "unreadable"
-        msg = " ".join(str(exc).split())[:160]
-        raise CheckpointError(f"{p}: not a readable PyTorch checkpoint ({msg})") from None
+        text = " ".join(str(exc).split())
+        if "weights_only" in text or "Unsupported global" in text:
+            # torch's own text here talks about its 2.6 default change; say what it means for us.
+            raise CheckpointError(
+                f"{p}: contains Python objects that are not plain weights; edgecv only loads "
+                f"tensors and plain containers (weights_only=True) for safety"
+            ) from None
+        raise CheckpointError(f"{p}: not a readable PyTorch checkpoint ({text[:160]})") from None
     if not isinstance(obj, dict):
         raise CheckpointError(f"{p}: expected a state dict or edgecv checkpoint, got {type(obj).__name__}")
     return obj

@@ -23,7 +23,8 @@ class DistInfo:
 
     @property
     def enabled(self) -> bool:
-        return self.world_size > 1
+        """True inside a process group (torchrun), even with a single process."""
+        return self.backend is not None
 
     @property
     def is_main(self) -> bool:
@@ -37,11 +38,17 @@ def env_world_size() -> int:
         return 1
 
 
+def launched_by_torchrun() -> bool:
+    """torchrun (torch.distributed.run) sets these for every worker it starts."""
+    return env_world_size() > 1 or ("TORCHELASTIC_RUN_ID" in os.environ and "LOCAL_RANK" in os.environ)
+
+
 def init_distributed(device_type: str) -> DistInfo:
-    """Join the torchrun process group if there is one; single-process runs return a default
-    :class:`DistInfo`. NCCL needs one GPU per process, so CUDA ranks bind ``cuda:LOCAL_RANK``."""
+    """Join the torchrun process group if launched by torchrun (also with one process, so the
+    DDP code path can be checked on a single GPU); plain runs return a default :class:`DistInfo`.
+    NCCL needs one GPU per process, so CUDA ranks bind ``cuda:LOCAL_RANK``."""
     world = env_world_size()
-    if world <= 1:
+    if not launched_by_torchrun():
         return DistInfo()
     import torch
     import torch.distributed as dist

@@ -210,10 +210,16 @@ def _run(cfg: TrainConfig, *, device: Any, dist: DistInfo, ckpt: dict[str, Any] 
     from edgecv.training_loop import evaluate, train_one_epoch
 
     out = Path(cfg.out)
+    problem = None
     if dist.is_main:
-        _prepare_out(out, overwrite=overwrite)
-    dist_ok = broadcast_object(True, dist)  # ranks wait for rank 0's checks before going on
-    del dist_ok
+        try:
+            _prepare_out(out, overwrite=overwrite)
+        except InputError as exc:
+            problem = str(exc)
+    # Every rank learns rank 0's verdict, so no rank waits forever for one that gave up.
+    problem = broadcast_object(problem, dist)
+    if problem:
+        raise InputError(problem)
     log = RunLog(out, enabled=dist.is_main, quiet=quiet)
     _seed_everything(cfg.seed)
     data = setup.build_data(cfg, tokenizer_dict=ckpt.get("tokenizer") if ckpt else None)

@@ -15,13 +15,13 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence, Union
+from typing import Any, NamedTuple, Sequence, Union
 
 import numpy as np
 
 from edgecv.contract import ModelContract, contract_from_session
 from edgecv.errors import InputError, ModelError
-from edgecv.postprocess import softmax, squeeze_logits, to_probabilities, top_k as _top_k
+from edgecv.postprocess import squeeze_logits, to_probabilities
 from edgecv.preprocess import PreprocessSpec, load_image, preprocess_image
 from edgecv.runtimes.foreign import PreprocessOverrides, build_spec
 from edgecv.runtimes.labels import fit_labels, load_labels
@@ -78,8 +78,9 @@ def check_input(x: np.ndarray, info: InputInfo, *, source: str = "model") -> Non
                              f"at {want}), got {got}")
 
 
-@dataclass(frozen=True)
-class TopK:
+class TopK(NamedTuple):
+    """One ranked class (a tuple: cheap to build for every frame)."""
+
     label: str
     index: int
     prob: float
@@ -226,7 +227,11 @@ class Classifier:
         if self.softmax_in_graph is True:
             return scores
         if self.softmax_in_graph is False:
-            return softmax(scores)
+            # in-place softmax: right after inference the caches are cold and every extra
+            # temporary shows up in the per-frame overhead
+            e = np.exp(scores - scores.max(axis=-1, keepdims=True))
+            e /= e.sum(axis=-1, keepdims=True)
+            return e
         return to_probabilities(scores)
 
     def top_k(self, probs: np.ndarray, k: int = 5) -> list[list[TopK]]:
@@ -236,8 +241,14 @@ class Classifier:
         elif len(self._labels) != probs.shape[-1]:
             raise ModelError(f"{self.path.name}: output has {probs.shape[-1]} classes but "
                              f"{len(self._labels)} labels are set")
-        idx, vals = _top_k(probs, k)
-        return [[TopK(self._labels[i], int(i), float(v)) for i, v in zip(ri, rv)] for ri, rv in zip(idx, vals)]
+        k = max(1, min(k, probs.shape[-1]))
+        out = []
+        for row in probs:  # 1-D argpartition + sort of k: fewer numpy calls than the batched form
+            neg = -row
+            part = np.sort(np.argpartition(neg, k - 1)[:k]) if k < row.shape[0] else np.arange(row.shape[0])
+            best = part[np.argsort(neg[part], kind="stable")]  # ties: lower class index first
+            out.append([TopK(self._labels[i], int(i), float(row[i])) for i in best.tolist()])
+        return out
 
     # ------------------------------------------------------------------ public API
     def predict(self, images: ImageLike | Sequence[ImageLike], top_k: int = 5) -> Prediction | list[Prediction]:

@@ -48,8 +48,8 @@ def render(report: Any) -> str:
              format_table(rows, [("stage", "stage"), ("status", "status"), ("file", "file"),
                                  ("size", "size"), ("nodes", "nodes"), ("parity", "parity vs torch fp32"),
                                  ("time", "time")])]
-    notes = [f"{r.stage}: {r.note}" for r in report.stages if r.note and r.status != "ok" or
-             (r.stage == "simplified" and r.note)]
+    notes = [f"{r.stage}: {r.note}" for r in report.stages
+             if r.note and (r.status != "ok" or r.stage == "simplified")]
     extra = []
     for r in report.stages:
         if r.details.get("size_ratio"):
@@ -61,9 +61,11 @@ def render(report: Any) -> str:
                          f"reduce_range={d.get('reduce_range')}"
                          + (f", calibrated on {d['calibration_samples']} images"
                             if d.get("calibration_samples") else ""))
-    lines += [""] + [f"  {n}" for n in notes + extra] if notes or extra else []
-    lines += [f"report: {report.report_path}"]
-    lines.append("export OK" if report.passed else "export FAILED (files written and marked failed)")
+    if notes or extra:
+        lines += [""] + [f"  {n}" for n in notes + extra]
+    lines.append(f"report: {report.report_path}")
+    lines.append("export OK" if report.passed else
+                 "export FAILED (the files that were written are marked failed in their metadata)")
     return "\n".join(lines)
 
 

@@ -24,7 +24,8 @@ def _free_port() -> int:
 
 
 def test_single_process_helpers_are_no_ops(monkeypatch):
-    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    for name in ("WORLD_SIZE", "TORCHELASTIC_RUN_ID", "LOCAL_RANK"):
+        monkeypatch.delenv(name, raising=False)
     info = init_distributed("cpu")
     assert info == DistInfo() and info.is_main and not info.enabled
     t = torch.tensor([1.0, 2.0])
