@@ -7,10 +7,10 @@ Measures, in one process run on the CPU:
      on ready-made batches;
   3. end to end: images/s of the two together (the real loader feeding real steps).
 The pipeline should be >= 1.5x the step throughput. Results go to
-``benchmarks/results/train_throughput.{json,md}``.
+``benchmarks/results/train_throughput[_threadsN].{json,md}``.
 
     python benchmarks/train_throughput.py                 # defaults: batch 32, 224 px
-    python benchmarks/train_throughput.py --steps 8 --batches 24 --workers 2
+    python benchmarks/train_throughput.py --steps 8 --batches 24 --workers 2 --threads 1
 """
 from __future__ import annotations
 
@@ -126,6 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=8, help="training steps timed")
     parser.add_argument("--images", type=int, default=256, help="JPEGs generated")
     parser.add_argument("--workers", type=int, default=None, help="default: what edgecv train uses")
+    parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
     parser.add_argument("--no-end-to-end", action="store_true")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results"))
     args = parser.parse_args(argv)
@@ -134,6 +135,8 @@ def main(argv: list[str] | None = None) -> int:
 
     from edgecv.training_setup import default_workers
 
+    if args.threads:
+        torch.set_num_threads(args.threads)
     workers = default_workers("image") if args.workers is None else args.workers
     load_before = _load()
     with tempfile.TemporaryDirectory() as tmp:
@@ -175,7 +178,8 @@ def main(argv: list[str] | None = None) -> int:
     }
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "train_throughput.json").write_text(json.dumps(result, indent=2) + "\n")
+    stem = "train_throughput" + (f"_threads{args.threads}" if args.threads else "")
+    (out / f"{stem}.json").write_text(json.dumps(result, indent=2) + "\n")
     md = [
         "# Training throughput (CPU)", "",
         f"{result['date_utc']} UTC; {result['cpu']}, {result['usable_cpus']} usable CPUs, torch {result['torch']} "
@@ -189,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
     if e2e:
         md.append(f"| end to end (loader feeding steps) | {e2e['images_per_s']} | same process |")
     md += ["", f"Pipeline / step = **{ratio:.2f}x** (target >= 1.5x): {verdict}.", ""]
-    (out / "train_throughput.md").write_text("\n".join(md))
+    (out / f"{stem}.md").write_text("\n".join(md))
     return 0
 
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import random
-import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -220,6 +219,8 @@ def _run(cfg: TrainConfig, *, device: Any, dist: DistInfo, ckpt: dict[str, Any] 
     problem = broadcast_object(problem, dist)
     if problem:
         raise InputError(problem)
+    if dist.is_main and ckpt is None and (out / "train.log").exists():
+        (out / "train.log").unlink()  # a fresh run (--overwrite) starts a fresh log; resume appends
     log = RunLog(out, enabled=dist.is_main, quiet=quiet)
     _seed_everything(cfg.seed)
     data = setup.build_data(cfg, tokenizer_dict=ckpt.get("tokenizer") if ckpt else None)
@@ -253,7 +254,7 @@ def _run(cfg: TrainConfig, *, device: Any, dist: DistInfo, ckpt: dict[str, Any] 
     log(f"model {cfg.model}: {n_params:,} parameters ({n_train:,} trainable); device {device}"
         f"{' with mixed precision' if amp else ''}; {dist.world_size} process(es)"
         f"{f' ({dist.backend})' if dist.enabled else ''}")
-    if dist.is_main and ckpt is None:
+    if dist.is_main:  # rewritten on resume: a larger --epochs is part of the recipe
         write_json_atomic(out / "config.json", {**asdict(cfg), "classes": data.classes,
                                                 "preprocess": data.preprocess.to_dict() if data.preprocess else None})
     if ckpt is not None:

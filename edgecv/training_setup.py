@@ -162,7 +162,6 @@ def make_loaders(data: DataBundle, cfg: TrainConfig, dist: DistInfo, device: Any
     """Train loader over a (distributed) sampler that reshuffles per epoch from the seed, and a
     val loader where each rank takes a disjoint stride of the set (no padding duplicates, so
     summed metrics are exact)."""
-    import torch
     from torch.utils.data import DataLoader, DistributedSampler, Subset
 
     workers = default_workers(data.task) if cfg.workers is None else cfg.workers
@@ -180,7 +179,6 @@ def make_loaders(data: DataBundle, cfg: TrainConfig, dist: DistInfo, device: Any
     if dist.enabled:
         val_set = Subset(data.val_set, list(range(dist.rank, len(data.val_set), dist.world_size)))
     val_loader = DataLoader(val_set, batch_size=cfg.batch_size * 2, shuffle=False, **common)
-    del torch
     return train_loader, val_loader, sampler
 
 

@@ -47,7 +47,10 @@ class JsonlSink:
         self.lines = 0
 
     def write(self, result: Any) -> None:
-        self._fh.write(json.dumps(result.to_dict()) + "\n")
+        self.write_dict(result.to_dict())
+
+    def write_dict(self, record: dict[str, Any]) -> None:
+        self._fh.write(json.dumps(record) + "\n")
         self._fh.flush()  # a signal between frames never leaves a half line
         self.lines += 1
 
@@ -208,6 +211,10 @@ def format_summary(report: Any) -> str:
         lines.append(f"frame age p50 {age['p50_ms']:.1f} ms, p95 {age['p95_ms']:.1f} ms, max {age['max_ms']:.1f} ms; "
                      f"dropped {report.dropped} frames (newest frame kept); reconnects {report.reconnects}")
     else:
+        wait = getattr(report, "input_wait", None) or {}
+        if wait.get("n"):
+            lines.append(f"inference waited for input: p50 {wait['p50_ms']:.2f} ms, mean {wait['mean_ms']:.2f} ms "
+                         f"per batch (near 0 = decode and preprocess keep up)")
         lines.append(f"dropped frames: {report.dropped}")
     lines.append(f"unreadable inputs: {len(report.unreadable)}")
     for item in report.unreadable[:20]:

@@ -83,6 +83,7 @@ class StreamReport:
     wall_s: float = 0.0
     stages: dict[str, dict[str, float]] = field(default_factory=dict)
     frame_age: dict[str, float] = field(default_factory=dict)
+    input_wait: dict[str, float] = field(default_factory=dict)  # inference loop idle, waiting for input
     dropped: int = 0
     reconnects: int = 0
     unreadable: list[str] = field(default_factory=list)
@@ -98,6 +99,7 @@ class StreamReport:
     def to_dict(self) -> dict[str, Any]:
         return {"source": self.source, "live": self.live, "frames": self.frames, "wall_s": round(self.wall_s, 4),
                 "fps": round(self.fps, 3), "stages": self.stages, "frame_age": self.frame_age,
+                "input_wait": self.input_wait,
                 "dropped": self.dropped, "reconnects": self.reconnects, "unreadable": self.unreadable,
                 "interrupted": self.interrupted, "providers": self.providers, "threads": self.threads,
                 "batch_size": self.batch_size}
@@ -147,12 +149,14 @@ def run_stream(
     """
     if smooth is not None and not 0 < smooth <= 1:
         from edgecv.errors import InputError
+        source.close()  # stop a live capture thread before failing
         raise InputError(f"smooth {smooth}: expected ALPHA in (0, 1] (weight of the newest frame)")
     stop = stop or threading.Event()
     report = StreamReport(source=source.name, live=source.live, providers=classifier.providers,
                           threads=classifier.threads, batch_size=1 if source.live else batch_size)
     stats = {name: RingStats() for name in STAGES}
     age = RingStats()
+    wait = RingStats()  # ~0 for files means decode + preprocess keep up with inference
     state = {"ema": None, "frames": 0}
     batches: Any = None
     guard = stop_on_signals(stop) if handle_signals else contextlib.nullcontext()
@@ -164,8 +168,10 @@ def run_stream(
             batches = (_live_batches(classifier, source, stop, stats) if source.live
                        else _ordered_batches(classifier, source, stop, stats, max(1, batch_size)))
             try:
+                t_ready = time.perf_counter_ns()
                 for frames, x, pre_ms in batches:
                     t1 = time.perf_counter_ns()
+                    wait.add((t1 - t_ready) / 1e6)
                     raw, _ = classifier.run(x)
                     t2 = time.perf_counter_ns()
                     probs = classifier.postprocess(raw)
@@ -187,6 +193,7 @@ def run_stream(
                             sink.write(result)
                         if on_result is not None:
                             on_result(result)
+                    t_ready = time.perf_counter_ns()
                     if max_frames is not None and state["frames"] >= max_frames:
                         break
                     if stop.is_set():
@@ -209,6 +216,7 @@ def run_stream(
         report.frames = state["frames"]
         report.stages = {name: s.summary() for name, s in stats.items()}
         report.frame_age = age.summary()
+        report.input_wait = wait.summary()
         report.dropped = source.dropped
         report.reconnects = getattr(source, "reconnects", 0)
         report.unreadable = list(source.unreadable)

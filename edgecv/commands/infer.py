@@ -108,8 +108,6 @@ def infer(model: Path, inputs: tuple[str, ...], camera: int | None, texts: tuple
 
 def _infer_text(clf: Any, texts: list[str], *, top_k: int, json_path: str | None, show_attention: bool,
                 quiet: bool, out: Any) -> None:
-    import json
-
     from edgecv.errors import InputError
     from edgecv.runtimes.attention_view import format_attention
     from edgecv.runtimes.outputs import JsonlSink
@@ -122,7 +120,7 @@ def _infer_text(clf: Any, texts: list[str], *, top_k: int, json_path: str | None
     try:
         for i, pred in enumerate(preds):
             if sink is not None:
-                sink._fh.write(json.dumps({**pred.to_dict(), "frame": i}) + "\n")
+                sink.write_dict({"source": pred.source, "frame": i, **pred.to_dict()})
             if not quiet:
                 ranked = ", ".join(f"{t.label} {t.prob:.3f}" for t in pred.top_k)
                 click.echo(f"{pred.label:<12} {pred.prob:6.3f}  {_clip(pred.source, 60)!r}  [{ranked}]", file=out)
@@ -180,7 +178,7 @@ def _infer_stream(clf: Any, inputs: tuple[str, ...], *, camera: int | None, top_
     bar = None
     if sys.stdout.isatty() and not source.live and not (is_images and total is not None and total < 20):
         from tqdm import tqdm
-        bar = tqdm(total=(total // stride if total and not is_images else total), unit="frame", leave=False)
+        bar = tqdm(total=(-(-total // stride) if total and not is_images else total), unit="frame", leave=False)
 
     def on_result(result: Any) -> None:
         if bar is not None:

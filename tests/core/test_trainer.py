@@ -177,3 +177,27 @@ def test_config_validation():
             TrainConfig(**bad).validate()
     with pytest.raises(InputError, match="unknown training option"):
         edgecv.train("x", colour="red")
+
+
+def test_torchvision_style_state_dict_as_weights(shapes, tmp_path):
+    from edgecv.models import create_model
+
+    torch.manual_seed(3)
+    donor = create_model("simple_cnn", num_classes=10, in_channels=3, input_size=16, dropout=0.1)
+    torch.save(donor.state_dict(), tmp_path / "donor.pth")  # bare state dict, 10-class head
+    result = edgecv.train(str(shapes), out=str(tmp_path / "r"), epochs=1, weights=str(tmp_path / "donor.pth"),
+                          freeze_backbone=True, **TINY)
+    state = load_checkpoint(result.last_checkpoint)["state_dict"]
+    assert torch.equal(state["features.0.weight"], donor.state_dict()["features.0.weight"])
+    assert state["classifier.4.weight"].shape[0] == 3
+    log = (tmp_path / "r" / "train.log").read_text()
+    assert "donor.pth: loaded" in log and "kept a fresh head (classifier.4.weight, classifier.4.bias)" in log
+
+
+def test_train_and_val_folders_are_used_as_given(tmp_path):
+    data = make_shapes_dataset(tmp_path / "d", classes=("circle", "star"), per_class=8, size=20, split=True,
+                               val_fraction=0.25)
+    result = edgecv.train(str(data), out=str(tmp_path / "r"), epochs=1, **TINY)
+    assert result.classes == ["circle", "star"]
+    log = (tmp_path / "r" / "train.log").read_text()
+    assert f"12 train / 4 val images, 2 classes ({data}/train + {data}/val)" in log

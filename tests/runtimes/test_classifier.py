@@ -11,7 +11,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 import _infer_fixtures as F  # noqa: E402
 
-from edgecv.errors import InputError, ModelError  # noqa: E402
+from edgecv.errors import InputError  # noqa: E402
 from edgecv.postprocess import softmax  # noqa: E402
 from edgecv.runtimes import Classifier, imagenet_labels, load, load_labels  # noqa: E402
 from edgecv.runtimes.foreign import PreprocessOverrides, build_spec, parse_floats, parse_size  # noqa: E402
