@@ -148,9 +148,12 @@ def make_shapes_dataset(out_dir: str | os.PathLike[str], *,
 def make_shapes_video(path: str | os.PathLike[str], *, seconds: float = 2.0, fps: int = 15,
                       size: tuple[int, int] = (640, 480), seed: int = 0,
                       classes: Sequence[str] = DEFAULT_SHAPE_CLASSES,
-                      segment_seconds: float = 0.5, fourcc: str = "mp4v") -> Path:
+                      segment_seconds: float = 0.5, fourcc: str = "mp4v",
+                      radius: tuple[float, float] = (0.15, 0.3)) -> Path:
     """Write a video of one moving, rotating shape at a time (a new class every
     ``segment_seconds``) with ``cv2.VideoWriter``. ``size`` is (width, height) as in OpenCV.
+    ``radius`` is the range of shape radii as fractions of the shorter side ((0.26, 0.44)
+    matches :func:`make_shapes_dataset`'s images, for a model trained on them).
 
     Ground truth is written beside the video as ``<stem>.truth.json``:
     ``{"fps", "size", "classes", "frames": [{"frame", "label", "box": [x, y, w, h]}, ...]}``;
@@ -158,6 +161,9 @@ def make_shapes_video(path: str | os.PathLike[str], *, seconds: float = 2.0, fps
     """
     width, height = int(size[0]), int(size[1])
     n_frames = max(1, int(round(seconds * fps)))
+    r_low, r_high = float(radius[0]), float(radius[1])
+    if not 0 < r_low <= r_high <= 0.5:
+        raise InputError(f"radius {radius}: expected 0 < low <= high <= 0.5 (fractions of the shorter side)")
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
     writer = cv2.VideoWriter(str(out), cv2.VideoWriter_fourcc(*fourcc), float(fps), (width, height))
@@ -171,11 +177,11 @@ def make_shapes_video(path: str | os.PathLike[str], *, seconds: float = 2.0, fps
         for f in range(n_frames):
             if f % per_segment == 0:
                 side = min(width, height)
-                radius = rng.uniform(0.15, 0.3) * side
+                rad = rng.uniform(r_low, r_high) * side
                 state = {
                     "label": str(classes[(f // per_segment) % len(classes)]),
-                    "bg": _background(rng, height, width), "radius": radius,
-                    "pos": np.array([rng.uniform(radius, width - radius), rng.uniform(radius, height - radius)]),
+                    "bg": _background(rng, height, width), "radius": rad,
+                    "pos": np.array([rng.uniform(rad, width - rad), rng.uniform(rad, height - rad)]),
                     "vel": rng.uniform(-1, 1, size=2) * side * 0.6 / fps, "angle": rng.uniform(0, 2 * np.pi),
                     "spin": rng.uniform(-2, 2) / fps,
                 }

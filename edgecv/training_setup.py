@@ -65,10 +65,10 @@ def select_device(name: str) -> Any:
 
 def builder_parameters(model_name: str) -> set[str]:
     """Keyword arguments the registered builder accepts (to pass only what it understands)."""
-    from edgecv.models import registry
+    from edgecv.models.registry import get_model_builder
 
-    builder, _ = registry._lookup(model_name)  # raises UnknownModelError listing valid names
-    return set(inspect.signature(builder).parameters)
+    # raises UnknownModelError listing the valid names
+    return set(inspect.signature(get_model_builder(model_name)).parameters)
 
 
 def image_spec(cfg: TrainConfig, model_name: str) -> PreprocessSpec:

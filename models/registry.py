@@ -71,6 +71,11 @@ def get_model_spec(name: str) -> ModelSpec:
     return _lookup(name)[1]
 
 
+def get_model_builder(name: str) -> Callable[..., Any]:
+    """The registered builder itself (e.g. to see which keyword arguments it accepts)."""
+    return _lookup(name)[0]
+
+
 def create_model(name: str, **kwargs: Any) -> Any:
     """Build a registered model. The instance remembers how it was built:
     ``model.edgecv_name``, ``model.edgecv_kwargs`` and ``model.edgecv_spec``."""

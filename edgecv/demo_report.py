@@ -1,0 +1,160 @@
+"""The end of ``edgecv demo``: every artefact (path, size) and every figure, as JSON and as text.
+
+``summary.json`` keeps the same document that ``edgecv demo --json`` prints, so scripts and the
+tests read one format.
+"""
+from __future__ import annotations
+
+import os
+import platform
+from dataclasses import asdict
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Sequence
+
+from edgecv.table import format_table
+
+if TYPE_CHECKING:
+    from edgecv.demo import DemoConfig
+
+# (name, path relative to --out, what it is); folders are summed.
+ARTEFACTS: tuple[tuple[str, str, str], ...] = (
+    ("dataset", "data", "generated images, data/{train,val}/<class>/*.png"),
+    ("best checkpoint", "train/best.pt", "weights of the best epoch + training state"),
+    ("last checkpoint", "train/last.pt", "resumable state of the last epoch"),
+    ("metrics", "train/metrics.csv", "loss and accuracy per epoch"),
+    ("training curves", "train/curves.png", "loss / accuracy plot"),
+    ("confusion matrix", "train/confusion_matrix.png", "best epoch, validation set"),
+    ("fp32 model", "model.onnx", "self-describing ONNX (contract in its metadata)"),
+    ("int8 model", "model.int8.onnx", "static QDQ int8, calibrated on validation images"),
+    ("export report", "model.export.json", "parity of every export stage"),
+    ("input video", "video/shapes.mp4", "moving shapes, one class at a time"),
+    ("video truth", "video/shapes.truth.json", "label and box of every frame"),
+    ("annotated video", "stream/annotated.mp4", "the stream loop's output with predictions"),
+    ("predictions", "stream/predictions.jsonl", "one JSON line per frame"),
+    ("profile results", "profile/profile.json", "fp32 vs int8 latency, with environment"),
+    ("profile report", "profile/profile.md", "the same as a Markdown table"),
+    ("latency plot", "profile/latency.png", "latency distribution per model"),
+    ("summary", "summary.json", "this summary"),
+)
+
+
+def _size(path: Path) -> int:
+    if path.is_dir():
+        return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+    return path.stat().st_size
+
+
+def list_artefacts(out: Path) -> list[dict[str, Any]]:
+    """Every artefact that exists, with its size in bytes (summary.json: the file as written)."""
+    rows = []
+    for name, rel, what in ARTEFACTS:
+        path = out / rel
+        if path.exists():
+            entry: dict[str, Any] = {"name": name, "path": str(path), "bytes": _size(path), "what": what}
+            if path.is_dir():
+                entry["files"] = sum(1 for f in path.rglob("*") if f.is_file())
+            rows.append(entry)
+    return rows
+
+
+def _round(value: Any, digits: int = 4) -> Any:
+    return round(float(value), digits) if isinstance(value, (int, float)) and value is not None else value
+
+
+def build_summary(cfg: DemoConfig, out: Path, results: dict[str, Any], *, timings: Sequence[dict[str, Any]],
+                  total_s: float) -> dict[str, Any]:
+    """The summary document: settings, figures, artefacts, step times, environment."""
+    from edgecv.demo_steps import _stage, deployed_stage
+
+    data, trained, export, stream, prof = (results[k] for k in ("data", "train", "export", "stream", "profile"))
+    fp32 = deployed_stage(export)
+    int8 = _stage(export, "int8")
+    fp32_parity, int8_parity = (fp32.parity or {}) if fp32 else {}, (int8.parity or {}) if int8 else {}
+    rows = prof["rows"]
+    fp32_row = rows[0] if rows else {}
+    int8_row = rows[1] if len(rows) > 1 else {}
+    report = stream["report"]
+    figures = {
+        "classes": data["classes"],
+        "train_images": data["train_images"],
+        "val_images": data["val_images"],
+        "val_accuracy": _round(trained.best_val_acc),
+        "best_epoch": trained.best_epoch,
+        "epochs": len(trained.history),
+        "fp32_parity_passed": bool(fp32_parity.get("passed")),
+        "fp32_max_abs_diff": fp32_parity.get("max_abs"),
+        "fp32_top1_agreement": fp32_parity.get("top1_agreement"),
+        "fp32_accuracy": fp32_parity.get("accuracy"),
+        "parity_samples": fp32_parity.get("samples"),
+        "int8_status": int8.status if int8 else None,
+        "int8_top1_agreement": int8_parity.get("top1_agreement"),
+        "int8_accuracy": int8_parity.get("accuracy"),
+        "int8_size_ratio": (int8.details or {}).get("size_ratio") if int8 else None,
+        "stream_model": Path(stream["model"]).name,
+        "video_frames": report.frames,
+        "video_fps": _round(report.fps, 2),
+        "video_frame_accuracy": _round(stream["frame_accuracy"]),
+        "fp32_p50_ms": _round(fp32_row.get("p50_ms"), 4),
+        "int8_p50_ms": _round(int8_row.get("p50_ms"), 4),
+        "int8_speedup": _round(int8_row.get("speedup"), 3),
+    }
+    import torch
+
+    env = dict(prof["env"])
+    env["torch"] = torch.__version__
+    env["python"] = platform.python_version()
+    settings = {k: (str(v) if isinstance(v, os.PathLike) else v) for k, v in asdict(cfg).items()}
+    summary = {"settings": settings, "figures": figures, "steps": list(timings), "total_seconds": round(total_s, 1),
+               "environment": env, "artefacts": []}
+    summary["artefacts"] = list_artefacts(out)
+    # summary.json is written after this; list it with the size of the document itself.
+    if not any(a["name"] == "summary" for a in summary["artefacts"]):
+        summary["artefacts"].append({"name": "summary", "path": str(out / "summary.json"), "bytes": None,
+                                     "what": "this summary"})
+    return summary
+
+
+def _pct(value: Any) -> str:
+    return "-" if value is None else f"{100 * value:.1f} %"
+
+
+def _bytes(value: Any) -> str:
+    if value is None:
+        return "-"
+    for unit, scale in (("MB", 1 << 20), ("KB", 1 << 10)):
+        if value >= scale:
+            return f"{value / scale:.1f} {unit}"
+    return f"{value} B"
+
+
+def format_summary(summary: dict[str, Any]) -> str:
+    """The table printed at the end of the demo."""
+    f = summary["figures"]
+    ms = lambda v: "-" if v is None else f"{v:.3f} ms"  # noqa: E731
+    figure_rows = [
+        {"figure": "validation accuracy",
+         "value": f"{_pct(f['val_accuracy'])} (best of {f['epochs']} epochs: epoch {f['best_epoch']}; "
+                  f"{f['val_images']} images)"},
+        {"figure": "fp32 ONNX vs PyTorch",
+         "value": f"{'passed' if f['fp32_parity_passed'] else 'FAILED'}: max |diff| "
+                  f"{'-' if f['fp32_max_abs_diff'] is None else format(f['fp32_max_abs_diff'], '.2e')}, "
+                  f"top-1 agreement {_pct(f['fp32_top1_agreement'])} on {f['parity_samples']} images"},
+        {"figure": "int8 vs PyTorch",
+         "value": f"top-1 agreement {_pct(f['int8_top1_agreement'])}, accuracy {_pct(f['int8_accuracy'])} "
+                  f"(fp32 {_pct(f['fp32_accuracy'])}), file {_pct(f['int8_size_ratio'])} of fp32"},
+        {"figure": "video stream",
+         "value": f"{f['video_frames']} frames at {f['video_fps']:.1f} FPS ({f['stream_model']}), "
+                  f"per-frame accuracy {_pct(f['video_frame_accuracy'])}"},
+        {"figure": "latency p50, batch 1",
+         "value": f"fp32 {ms(f['fp32_p50_ms'])}, int8 {ms(f['int8_p50_ms'])}"
+                  + (f" -> int8 {f['int8_speedup']:.2f}x the speed of fp32" if f.get("int8_speedup") else "")},
+        {"figure": "total time", "value": f"{summary['total_seconds']:.0f} s ("
+                                          + ", ".join(f"{s['step'].split(':')[0].split(' ')[0].lower()} "
+                                                      f"{s['seconds']:.0f} s" for s in summary["steps"]) + ")"},
+    ]
+    artefact_rows = [{"artefact": a["name"], "path": a["path"],
+                      "size": _bytes(a["bytes"]) + (f" ({a['files']} files)" if a.get("files") else "")}
+                     for a in summary["artefacts"]]
+    parts = ["Figures", format_table(figure_rows, [("figure", "figure"), ("value", "value")]), "",
+             "Artefacts", format_table(artefact_rows, [("artefact", "artefact"), ("path", "path"), ("size", "size")])]
+    return "\n".join(parts)

@@ -1,0 +1,182 @@
+"""``edgecv demo`` end to end: every artefact exists and the figures are real.
+
+The reduced run (``--quick``, one thread, fixed seed) goes through a real subprocess once and is
+shared by the assertions below; the default run (>= 90 % validation accuracy) is marked slow.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+pytest.importorskip("torch")
+cv2 = pytest.importorskip("cv2")
+
+from edgecv.cli import cli  # noqa: E402
+
+QUICK_MIN_VAL_ACC = 0.5  # 4 classes (chance 0.25); the seeded --quick run reaches ~0.67
+FULL_MIN_VAL_ACC = 0.9
+
+
+def _run_demo(out: Path, *extra: str, timeout: int) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.run([sys.executable, "-m", "edgecv", "demo", "--out", str(out), "--threads", "1",
+                           "--json", *extra], capture_output=True, text=True, timeout=timeout, env=env)
+
+
+@pytest.fixture(scope="module")
+def quick_demo(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    out = tmp_path_factory.mktemp("demo") / "run"
+    proc = _run_demo(out, "--quick", timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return {"out": out, "summary": json.loads(proc.stdout), "stderr": proc.stderr}
+
+
+def test_quick_demo_reports_every_step_and_the_accuracy(quick_demo: dict[str, Any]) -> None:
+    for n in range(1, 6):
+        assert f"[{n}/5] " in quick_demo["stderr"]  # progress on stderr, JSON alone on stdout
+    assert "epoch 14/14" in quick_demo["stderr"]
+    figures = quick_demo["summary"]["figures"]
+    assert figures["val_accuracy"] >= QUICK_MIN_VAL_ACC, figures
+    assert figures["epochs"] == 14 and figures["classes"] == ["circle", "square", "triangle", "star"]
+    assert figures["fp32_parity_passed"] is True
+    assert figures["fp32_top1_agreement"] == 1.0 and figures["fp32_max_abs_diff"] < 1e-3
+    assert 0.8 <= figures["int8_top1_agreement"] <= 1.0
+    assert 0.0 <= figures["video_frame_accuracy"] <= 1.0
+    assert figures["video_frames"] == 30 and figures["video_fps"] > 0
+    assert figures["fp32_p50_ms"] > 0 and figures["int8_p50_ms"] > 0
+    assert figures["int8_speedup"] == pytest.approx(figures["fp32_p50_ms"] / figures["int8_p50_ms"], rel=1e-2)
+
+
+def test_quick_demo_writes_every_artefact(quick_demo: dict[str, Any]) -> None:
+    out: Path = quick_demo["out"]
+    for cls in ("circle", "square", "triangle", "star"):
+        assert len(list((out / "data" / "train" / cls).glob("*.png"))) == 240
+        assert len(list((out / "data" / "val" / cls).glob("*.png"))) == 80
+    for rel in ("train/best.pt", "train/last.pt", "train/metrics.csv", "train/curves.png",
+                "train/confusion_matrix.png", "model.onnx", "model.int8.onnx", "model.export.json",
+                "video/shapes.mp4", "video/shapes.truth.json", "profile/profile.json", "profile/profile.md",
+                "profile/latency.png", "summary.json", ".edgecv-demo"):
+        assert (out / rel).is_file() and (out / rel).stat().st_size > 0, rel
+    assert len((out / "train" / "metrics.csv").read_text().strip().splitlines()) == 1 + 14
+    export = json.loads((out / "model.export.json").read_text())
+    assert export["passed"] is True and {s["stage"] for s in export["stages"]} >= {"fp32", "int8"}
+    profile = json.loads((out / "profile" / "profile.json").read_text())
+    assert [row["model"] for row in profile] == ["model.onnx", "model.int8.onnx"]
+
+
+def test_quick_demo_stream_outputs_match_the_video(quick_demo: dict[str, Any]) -> None:
+    out: Path = quick_demo["out"]
+    cap = cv2.VideoCapture(str(out / "stream" / "annotated.mp4"))
+    frames = 0
+    while cap.read()[0]:
+        frames += 1
+    cap.release()
+    assert frames == 30
+    lines = [json.loads(line) for line in (out / "stream" / "predictions.jsonl").read_text().splitlines()]
+    assert [rec["frame"] for rec in lines] == list(range(30))
+    truth = json.loads((out / "video" / "shapes.truth.json").read_text())["frames"]
+    correct = sum(rec["top_k"][0]["label"] == t["label"] for rec, t in zip(lines, truth))
+    assert quick_demo["summary"]["figures"]["video_frame_accuracy"] == pytest.approx(correct / 30, abs=1e-4)
+
+
+def test_summary_json_matches_stdout_and_lists_real_sizes(quick_demo: dict[str, Any]) -> None:
+    out: Path = quick_demo["out"]
+    on_disk = json.loads((out / "summary.json").read_text())
+    assert on_disk == quick_demo["summary"]
+    for entry in on_disk["artefacts"]:
+        path = Path(entry["path"])
+        size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) if path.is_dir() else path.stat().st_size
+        assert entry["bytes"] == size, entry
+    assert on_disk["settings"]["quick"] is True and on_disk["settings"]["threads"] == 1
+
+
+@pytest.mark.slow
+def test_default_demo_reaches_90_percent(tmp_path: Path) -> None:
+    proc = _run_demo(tmp_path / "full", timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    figures = json.loads(proc.stdout)["figures"]
+    assert figures["val_accuracy"] >= FULL_MIN_VAL_ACC, figures
+    assert figures["int8_accuracy"] >= FULL_MIN_VAL_ACC - 0.03, figures
+    assert figures["video_frame_accuracy"] >= 0.8, figures
+
+
+# ----------------------------------------------------------------------------- fast checks, no training
+def test_refuses_a_non_empty_folder_it_did_not_make(tmp_path: Path) -> None:
+    (tmp_path / "notes.txt").write_text("keep me")
+    result = CliRunner().invoke(cli, ["demo", "--out", str(tmp_path), "--quick"])
+    assert result.exit_code == 1
+    assert result.output.count("\n") == 1 and "not made by 'edgecv demo'" in result.output
+    assert "--force" in result.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
+
+
+@pytest.mark.parametrize("model, expected", [
+    ("resnet9000", "unknown model 'resnet9000'"),
+    ("lstm_classifier", "the demo trains on images"),
+])
+def test_rejects_models_it_cannot_train(tmp_path: Path, model: str, expected: str) -> None:
+    result = CliRunner().invoke(cli, ["demo", "--out", str(tmp_path / "x"), "--model", model])
+    assert result.exit_code == 1
+    assert result.output.startswith("Error: ") and expected in result.output
+    assert result.output.count("\n") == 1 and "squeezenet1_1" in result.output
+    assert not (tmp_path / "x").exists()
+
+
+def test_out_must_be_a_folder(tmp_path: Path) -> None:
+    target = tmp_path / "file"
+    target.write_text("x")
+    result = CliRunner().invoke(cli, ["demo", "--out", str(target)])
+    assert result.exit_code == 2  # click's own path check: a usage error
+
+
+@pytest.mark.parametrize("option, value", [("--epochs", "0"), ("--img-size", "16"), ("--per-class", "2"),
+                                           ("--threads", "0")])
+def test_out_of_range_options_are_usage_errors(tmp_path: Path, option: str, value: str) -> None:
+    result = CliRunner().invoke(cli, ["demo", "--out", str(tmp_path / "x"), option, value])
+    assert result.exit_code == 2 and option in result.output
+
+
+def test_rerun_clears_only_the_demo_files(tmp_path: Path) -> None:
+    from edgecv.demo import MARKER, prepare_out
+
+    (tmp_path / MARKER).write_text("")
+    (tmp_path / "train").mkdir()
+    (tmp_path / "train" / "old.pt").write_bytes(b"x")
+    (tmp_path / "model.onnx").write_bytes(b"x")
+    (tmp_path / "mine.txt").write_text("keep")
+    prepare_out(tmp_path, force=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [MARKER, "mine.txt"]
+
+
+def test_force_writes_into_a_foreign_folder_without_deleting_its_files(tmp_path: Path) -> None:
+    from edgecv.demo import MARKER, prepare_out
+
+    (tmp_path / "notes.txt").write_text("keep me")
+    prepare_out(tmp_path, force=True)
+    assert (tmp_path / "notes.txt").read_text() == "keep me" and (tmp_path / MARKER).exists()
+
+
+def test_help_has_a_worked_example_and_stays_torch_free() -> None:
+    code = ("import sys\nfrom click.testing import CliRunner\nfrom edgecv.cli import cli\n"
+            "r = CliRunner().invoke(cli, ['demo', '--help'])\n"
+            "assert r.exit_code == 0, r.output\nassert 'edgecv demo --quick' in r.output\n"
+            "assert 'torch' not in sys.modules, 'demo --help imported torch'\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_without_torch_the_demo_says_which_extra_to_install(tmp_path: Path) -> None:
+    code = ("import sys\nsys.modules['torch'] = None  # as on an edge device without PyTorch\n"
+            "from edgecv.cli import main\nmain(['demo', '--out', sys.argv[1], '--quick'])\n")
+    proc = subprocess.run([sys.executable, "-c", code, str(tmp_path / "out")], capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 1
+    assert proc.stderr.strip() == "Error: torch is not installed; this feature needs it: pip install 'edgecv[train]'"
+    assert not (tmp_path / "out").exists()
