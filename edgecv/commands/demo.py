@@ -41,7 +41,7 @@ def demo(out: str, model: str, epochs: int | None, img_size: int | None, per_cla
 
     \b
     Examples:
-      edgecv demo                                  # about 2 minutes on 2 CPU cores
+      edgecv demo                                  # 1-2 minutes on 2 CPU cores
       edgecv demo --out /tmp/demo --model mobilenet_v3_small --epochs 30
       edgecv demo --quick --json > summary.json    # reduced run for CI
     """

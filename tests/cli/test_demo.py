@@ -180,3 +180,15 @@ def test_without_torch_the_demo_says_which_extra_to_install(tmp_path: Path) -> N
     assert proc.returncode == 1
     assert proc.stderr.strip() == "Error: torch is not installed; this feature needs it: pip install 'edgecv[train]'"
     assert not (tmp_path / "out").exists()
+
+
+def test_human_summary_lists_every_figure_and_artefact(quick_demo: dict[str, Any]) -> None:
+    from edgecv.demo_report import format_summary
+
+    text = format_summary(quick_demo["summary"])
+    figures = quick_demo["summary"]["figures"]
+    assert f"validation accuracy   {100 * figures['val_accuracy']:.1f} %" in text
+    for row in ("fp32 ONNX vs PyTorch  passed", "int8 vs PyTorch", "video stream", "latency p50, batch 1"):
+        assert row in text
+    for entry in quick_demo["summary"]["artefacts"]:
+        assert entry["path"] in text
