@@ -99,10 +99,15 @@ def runners(model: Any, fp32: Path, int8: Path | None, feeds: dict[str, np.ndarr
             return model(tensor)
 
     out["torch eager"] = torch_run
-    out["ORT fp32"] = functools.partial(create_session(fp32, provider="cpu", threads=threads).session.run, None, feeds)
+    # ONNX Runtime's default thread spinning, as `edgecv profile` measures by default (torch's
+    # OpenMP pool spins too); the stream loop of `edgecv infer` turns it off instead.
+    def ort_run(path: Path) -> Callable[[], Any]:
+        session = create_session(path, provider="cpu", threads=threads, spinning=True).session
+        return functools.partial(session.run, None, feeds)
+
+    out["ORT fp32"] = ort_run(fp32)
     if int8 is not None:
-        out["ORT int8"] = functools.partial(create_session(int8, provider="cpu", threads=threads).session.run,
-                                            None, feeds)
+        out["ORT int8"] = ort_run(int8)
     try:
         cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
         cv2.setNumThreads(threads)

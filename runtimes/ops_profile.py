@@ -106,7 +106,7 @@ def load_trace(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
 
 def profile_ops(path: str | os.PathLike[str], feeds: dict[str, Any], *, provider: str = "cpu",
                 threads: int | None = None, warmup: int = 5, runs: int = 20,
-                verbose: bool = False) -> OpsProfile:
+                verbose: bool = False, spinning: bool = True) -> OpsProfile:
     """Run ``runs`` profiled inferences after ``warmup`` and aggregate the trace.
 
     Uses its own session: profiling adds per-kernel bookkeeping that must not leak into the
@@ -116,7 +116,7 @@ def profile_ops(path: str | os.PathLike[str], feeds: dict[str, Any], *, provider
 
     with tempfile.TemporaryDirectory(prefix="edgecv-ops-") as tmp:
         info = create_session(path, provider=provider, threads=threads, verbose=verbose,
-                              profile_prefix=str(Path(tmp) / "ort"))
+                              profile_prefix=str(Path(tmp) / "ort"), spinning=spinning)
         sess = info.session
         for _ in range(max(warmup, 0) + 1):  # +1: the cold first run never counts
             sess.run(None, feeds)

@@ -30,6 +30,9 @@ class ProfileOptions:
     opencv: bool = False
     pipeline: str | None = None
     peak: str = "onnxruntime"  # "onnxruntime" | "numpy" | "off"
+    # ONNX Runtime's default: intra-op threads spin between runs, which is what a latency-bound
+    # deployment gets. ``edgecv infer``'s stream loop turns it off (it starves capture threads).
+    spinning: bool = True
     verbose: bool = False
 
 
@@ -63,7 +66,8 @@ def run_profile(opts: ProfileOptions, *, progress: Callable[[str], None] | None 
         say(f"{cfg.model.name} {cfg.provider} batch {cfg.batch} threads {cfg.threads}"
             + (f" seq {cfg.seq_len}" if cfg.seq_len else ""))
         results.append(sweep.profile_config(cfg, warmup=opts.warmup, runs=opts.runs, duration_s=opts.duration_s,
-                                            shapes=opts.shapes, verbose=opts.verbose, notices=notices))
+                                            shapes=opts.shapes, verbose=opts.verbose, notices=notices,
+                                            spinning=opts.spinning))
     ops: list[tuple[str, Any]] = []
     if opts.ops:
         ops = _ops(opts, configs, say)
@@ -167,7 +171,8 @@ def _ops(opts: ProfileOptions, configs: Sequence[sweep.Config], say: Callable[[s
         say(f"per-operator profile: {label}")
         feeds = sweep.synthesize_inputs(cfg.model, batch=cfg.batch, seq_len=cfg.seq_len, shapes=opts.shapes)
         out.append((label, profile_ops(cfg.model.path, feeds, provider=cfg.provider, threads=cfg.threads,
-                                       warmup=min(opts.warmup, 10), runs=runs, verbose=opts.verbose)))
+                                       warmup=min(opts.warmup, 10), runs=runs, verbose=opts.verbose,
+                                       spinning=opts.spinning)))
     return out
 
 

@@ -245,12 +245,13 @@ class ProfileResult:
 
 def profile_config(cfg: Config, *, warmup: int, runs: int | None, duration_s: float | None,
                    shapes: dict[str, list[int]] | None = None, verbose: bool = False,
-                   notices: list[str] | None = None) -> ProfileResult:
+                   notices: list[str] | None = None, spinning: bool = True) -> ProfileResult:
     """Fresh session per configuration, so each one's cold start is honest."""
     from edgecv.runtimes.session import create_session
 
     feeds = synthesize_inputs(cfg.model, batch=cfg.batch, seq_len=cfg.seq_len, shapes=shapes)
-    info = create_session(cfg.model.path, provider=cfg.provider, threads=cfg.threads, verbose=verbose)
+    info = create_session(cfg.model.path, provider=cfg.provider, threads=cfg.threads, verbose=verbose,
+                          spinning=spinning)
     if notices is not None:
         notices.extend(n for n in info.notices if n not in notices)
     fn = session_runner(info.session, feeds)
@@ -258,7 +259,7 @@ def profile_config(cfg: Config, *, warmup: int, runs: int | None, duration_s: fl
     stats = measure(fn, warmup=warmup, runs=runs, duration_s=duration_s, items_per_run=cfg.batch)
     seq = _seq_of(cfg.model, feeds)
     return ProfileResult(cfg.model.name, "onnxruntime", info.provider, cfg.batch, cfg.threads, seq,
-                         stats, cold, list(info.providers), str(cfg.model.path))
+                         stats, cold, list(info.providers), str(cfg.model.path), extra={"spinning": spinning})
 
 
 def _first_run(fn: Callable[[], Any], cfg: Config) -> float:

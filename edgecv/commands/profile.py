@@ -53,12 +53,15 @@ def _default_threads() -> int:
 @click.option("--markdown", "md_out", default=None, metavar="FILE", help="Write a Markdown report.")
 @click.option("--plot", "plot_out", default=None, metavar="FILE.png", help="Latency distribution plot (needs matplotlib).")
 @click.option("--assert-p99-ms", default=None, type=float, metavar="X", help="Exit 1 if any configuration's p99 exceeds X ms.")
+@click.option("--spinning/--no-spinning", default=True, show_default=True,
+              help="Let ONNX Runtime's intra-op threads spin between runs (its default; lowest latency). "
+                   "'edgecv infer' turns spinning off so capture threads keep a core.")
 @click.option("--verbose", is_flag=True, help="Show ONNX Runtime's own log output.")
 def profile(models: tuple[str, ...], provider: str, batch: str, threads: str | None, seq_len: str | None,
             shapes: tuple[str, ...], warmup: int, runs: int | None, duration: float | None, ops: bool, top: int,
             torch_ckpt: str | None, opencv: bool, pipeline: str | None, peak: str, json_out: str | None,
             csv_out: str | None, md_out: str | None, plot_out: str | None, assert_p99_ms: float | None,
-            verbose: bool) -> None:
+            spinning: bool, verbose: bool) -> None:
     """Measure latency of MODEL.onnx on this device: cold start, p50/p90/p99, throughput.
 
     Several files (e.g. fp32 / int8 exports) are compared side by side with ratios to the first;
@@ -90,7 +93,7 @@ def profile(models: tuple[str, ...], provider: str, batch: str, threads: str | N
         threads=_int_list(threads, "--threads") if threads else [_default_threads()],
         seq_lens=_int_list(seq_len, "--seq-len") if seq_len else [None], shapes=parse_shapes(shapes),
         warmup=warmup, runs=runs, duration_s=duration, ops=ops, top=top, torch_checkpoint=torch_ckpt,
-        opencv=opencv, pipeline=pipeline, peak=peak, verbose=verbose)
+        opencv=opencv, pipeline=pipeline, peak=peak, spinning=spinning, verbose=verbose)
     if plot_out:  # fail before measuring, not after
         from edgecv.errors import require
 
@@ -125,7 +128,8 @@ def _emit(result: Any, opts: Any, *, json_out: str | None, csv_out: str | None, 
     header = sysinfo.header_lines(result.env)
     budget = f"{opts.duration_s:g} s" if opts.duration_s else f"{opts.runs or 100} runs"
     header.append(f"warm-up {opts.warmup} runs, then {budget} per configuration; times in ms, "
-                  f"'vs first' = p50 of the first model / p50 of the row")
+                  f"'vs first' = p50 of the first model / p50 of the row; ONNX Runtime thread "
+                  f"spinning {'on' if opts.spinning else 'off'}")
     public = [{k: v for k, v in row.items() if k != "samples_ms"} for row in result.rows]
     flat = [{k: v for k, v in row.items() if not isinstance(v, dict)} for row in public]
     ops_sections = [(f"operators: {label}", _ops_text(prof, opts.top, markdown=True)) for label, prof in result.ops]
