@@ -124,7 +124,7 @@ def runners(model: Any, fp32: Path, int8: Path | None, feeds: dict[str, np.ndarr
 def interleaved(fns: dict[str, Callable[[], Any]], *, runs: int, rounds: int, warmup: int) -> dict[str, Any]:
     """Warm every runtime, then alternate them in ``rounds`` blocks and pool each one's samples.
 
-    Each block starts with two untimed runs: the thread pool of the runtime that ran before
+    Each block starts after a 50 ms pause and two untimed runs: the thread pool of the runtime that ran before
     (OpenMP in torch, OpenCV's own pool) may still be spinning and would bill its CPU time to
     the next runtime's first samples.
     """
@@ -142,6 +142,7 @@ def interleaved(fns: dict[str, Callable[[], Any]], *, runs: int, rounds: int, wa
     pooled: dict[str, list[np.ndarray]] = {k: [] for k in fns}
     for _ in range(rounds):
         for key, fn in fns.items():
+            time.sleep(0.05)  # let the previous runtime's spinning/OpenMP threads go idle
             fn()
             fn()
             pooled[key].append(time_runs(fn, runs=max(1, counts[key] // rounds)))

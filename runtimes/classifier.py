@@ -66,6 +66,10 @@ class InputInfo:
 def check_input(x: np.ndarray, info: InputInfo, *, source: str = "model") -> None:
     """Raise :class:`InputError` naming expected vs got unless ``x`` fits ``info`` (batch may be
     any size for a fixed-batch model: :meth:`Classifier.run` splits it)."""
+    if x.ndim == len(info.shape) and x.dtype == np.dtype(info.dtype) and all(
+            axis == 0 or want is None or want == have
+            for axis, (want, have) in enumerate(zip(info.shape, x.shape))):
+        return  # the per-frame fast path: no message formatting
     got = f"({', '.join(str(d) for d in x.shape)}) {x.dtype.name}"
     if x.ndim != len(info.shape):
         raise InputError(f"{source}: input {info.name!r} expects rank {len(info.shape)} {info.describe()}, got {got}")
