@@ -209,6 +209,11 @@ def build_model(cfg: TrainConfig, data: DataBundle) -> Any:
             raise InputError(f"model {cfg.model!r} takes {spec.input_size[0]}-channel images; drop --grayscale")
         if "input_size" in params:
             kwargs["input_size"] = data.preprocess.size[0]
+        if "final_relu" in params and "final_relu" not in kwargs:
+            # SqueezeNet's ReLU after a freshly initialised head can switch classes off for every
+            # input (no gradient, training never starts); it holds no weights, so torchvision
+            # checkpoints still load. --model-arg final_relu=true restores torchvision's graph.
+            kwargs["final_relu"] = False
     else:
         kwargs["vocab_size"] = data.tokenizer.vocab_size
         if "max_len" in params and "max_len" not in kwargs:

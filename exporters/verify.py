@@ -144,8 +144,10 @@ def compare(reference: np.ndarray, candidate: np.ndarray) -> dict[str, float]:
     diff = np.abs(candidate.astype(np.float64) - reference.astype(np.float64))
     scale = max(float(np.max(np.abs(reference), initial=0.0)), 1e-12)
     k = min(5, reference.shape[1])
-    top_ref = np.argsort(-reference, axis=1)[:, :k]
-    top_cand = np.argsort(-candidate, axis=1)[:, :k]
+    # stable sorts: int8 logits can tie exactly, and top-1 must then be the same class that
+    # argmax (accuracy, the runtime) picks, the lowest index
+    top_ref = np.argsort(-reference, axis=1, kind="stable")[:, :k]
+    top_cand = np.argsort(-candidate, axis=1, kind="stable")[:, :k]
     overlap = [len(set(a) & set(b)) / k for a, b in zip(top_ref, top_cand)]
     return {
         "max_abs": float(diff.max(initial=0.0)),
