@@ -25,7 +25,7 @@ from typing import Any
 from edgecv._version import __version__
 from edgecv.errors import CheckpointError
 from edgecv.io import atomic_path
-from edgecv.onnx_file import check_model_path
+from edgecv.onnx_file import check_model_path, is_lfs_pointer
 
 CHECKPOINT_FORMAT = "edgecv-checkpoint"
 CHECKPOINT_VERSION = 1
@@ -47,9 +47,7 @@ def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     import torch
 
     p = check_model_path(path)
-    with open(p, "rb") as handle:
-        head = handle.read(64)
-    if head.startswith(b"version https://git-lfs"):
+    if is_lfs_pointer(p):
         raise CheckpointError(f"{p}: not a checkpoint, it is a Git LFS pointer (run 'git lfs pull')")
     try:
         obj = torch.load(p, map_location="cpu", weights_only=True)

@@ -20,14 +20,18 @@ def check_model_path(path: str | os.PathLike[str]) -> Path:
     return p
 
 
+def is_lfs_pointer(path: Path) -> bool:
+    """True for a Git LFS pointer file (a clone without ``git lfs pull``), a common field mistake."""
+    with open(path, "rb") as handle:
+        return handle.read(64).startswith(b"version https://git-lfs")
+
+
 def load_onnx(path: str | os.PathLike[str], *, load_external_data: bool = True) -> Any:
     """``onnx.load`` with clear errors for missing, empty, Git LFS pointer, text and truncated files."""
     import onnx
 
     p = check_model_path(path)
-    with open(p, "rb") as handle:
-        head = handle.read(200)
-    if head.startswith(b"version https://git-lfs"):
+    if is_lfs_pointer(p):
         raise ModelError(f"{p}: not an ONNX model, it is a Git LFS pointer (run 'git lfs pull')")
     try:
         model = onnx.load(str(p), load_external_data=load_external_data)
