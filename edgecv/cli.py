@@ -28,6 +28,10 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
 }
 
 
+# optional dependency -> the extra that installs it
+OPTIONAL_MODULES = {"torch": "train", "onnxsim": "train", "onnxscript": "train", "matplotlib": "plot"}
+
+
 class LazyGroup(click.Group):
     """A click group that imports a command's module only when that command is used."""
 
@@ -52,6 +56,15 @@ class LazyGroup(click.Group):
             return super().invoke(ctx)
         except EdgecvError as exc:
             raise click.ClickException(_one_line(exc)) from None
+        except ModuleNotFoundError as exc:
+            # An edge install has no torch: training/export commands say what to install.
+            top = (exc.name or "").split(".")[0]
+            if top not in OPTIONAL_MODULES:
+                raise
+            raise click.ClickException(
+                f"{top} is not installed; 'edgecv {ctx.invoked_subcommand}' needs it: "
+                f"pip install 'edgecv[{OPTIONAL_MODULES[top]}]'"
+            ) from None
         except KeyboardInterrupt:
             click.echo("Interrupted.", err=True)
             ctx.exit(130)

@@ -44,3 +44,15 @@ def test_library_errors_become_one_line_exit_1() -> None:
     assert result.output.strip() == "Error: data/: no images found (expected jpg/png files)"
     usage = CliRunner().invoke(group, ["nope"])
     assert usage.exit_code == 2
+
+
+def test_training_without_torch_is_a_one_line_hint(tmp_path) -> None:
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    code = ("import sys; sys.modules['torch'] = None; from edgecv.cli import main; "
+            f"main(['train', {str(tmp_path)!r}, '--out', {str(tmp_path / 'run')!r}])")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1
+    assert "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines() == [
+        "Error: torch is not installed; 'edgecv train' needs it: pip install 'edgecv[train]'"]
