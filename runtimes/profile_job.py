@@ -92,14 +92,15 @@ def run_profile(opts: ProfileOptions, *, progress: Callable[[str], None] | None 
 
 def _baselines(opts: ProfileOptions, configs: Sequence[sweep.Config], notices: list[str],
                say: Callable[[str], None]) -> list[sweep.ProfileResult]:
+    from edgecv import torch_baseline
     from edgecv.runtimes import baselines
 
     out: list[sweep.ProfileResult] = []
     if opts.torch_checkpoint:
         first = configs[0].model
-        baselines.ensure_torch()  # import time is not model load time
+        torch_baseline.ensure_torch()  # import time is not model load time
         t0 = time.perf_counter_ns()
-        model = baselines.load_torch_model(opts.torch_checkpoint, contract=first.contract)
+        model = torch_baseline.load_torch_model(opts.torch_checkpoint, contract=first.contract)
         load_ms = (time.perf_counter_ns() - t0) / 1e6
         seen = set()
         for cfg in configs:
@@ -109,7 +110,7 @@ def _baselines(opts: ProfileOptions, configs: Sequence[sweep.Config], notices: l
             seen.add(key)
             say(f"torch eager batch {cfg.batch} threads {cfg.threads}")
             feeds = sweep.synthesize_inputs(cfg.model, batch=cfg.batch, seq_len=cfg.seq_len, shapes=opts.shapes)
-            out.append(baselines.profile_torch(model, cfg, feeds, warmup=opts.warmup, runs=opts.runs,
+            out.append(torch_baseline.profile_torch(model, cfg, feeds, warmup=opts.warmup, runs=opts.runs,
                                                duration_s=opts.duration_s, label=opts.torch_checkpoint,
                                                create_ms=load_ms))
     if opts.opencv:
