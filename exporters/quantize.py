@@ -23,7 +23,7 @@ import platform
 import time
 import warnings
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
@@ -129,20 +129,14 @@ def quantize_int8_static(src: str | os.PathLike[str], dst: str | os.PathLike[str
         raise InputError("int8 calibration needs real images: pass --data DIR (an image folder)")
     reduce = default_reduce_range() if reduce_range is None else reduce_range
     start = time.perf_counter()
-    dest = Path(dst)
-    with scratch_dir(dest) as scratch, _quiet_quantization():
-        prepared = _pre_process(src, scratch / "prepared.onnx")
-        out = scratch / "int8.onnx"
-        try:
-            quantize_static(str(prepared), str(out), _calibration_reader(samples, spec),
-                            quant_format=QuantFormat.QDQ, per_channel=per_channel,
-                            reduce_range=reduce, activation_type=QuantType.QUInt8,
-                            weight_type=QuantType.QInt8, calibrate_method=CalibrationMethod.MinMax)
-        except InputError:
-            raise
-        except Exception as exc:
-            raise ModelError(f"{src}: static int8 quantization failed ({_short(exc)})") from None
-        _save_copy(out, dest)
+
+    def run(prepared: Path, out: Path) -> None:
+        quantize_static(str(prepared), str(out), _calibration_reader(samples, spec),
+                        quant_format=QuantFormat.QDQ, per_channel=per_channel,
+                        reduce_range=reduce, activation_type=QuantType.QUInt8,
+                        weight_type=QuantType.QInt8, calibrate_method=CalibrationMethod.MinMax)
+
+    dest = _quantize_with(src, dst, run, kind="static")
     return {"path": str(dest), "seconds": time.perf_counter() - start, "method": "static",
             "format": "QDQ", "per_channel": per_channel, "reduce_range": reduce,
             "activations": "uint8", "weights": "int8", "calibration": "minmax",
@@ -156,19 +150,33 @@ def quantize_int8_dynamic(src: str | os.PathLike[str], dst: str | os.PathLike[st
 
     reduce = default_reduce_range() if reduce_range is None else reduce_range
     start = time.perf_counter()
+
+    def run(prepared: Path, out: Path) -> None:
+        quantize_dynamic(str(prepared), str(out), per_channel=per_channel, reduce_range=reduce,
+                         weight_type=QuantType.QInt8)
+
+    dest = _quantize_with(src, dst, run, kind="dynamic")
+    return {"path": str(dest), "seconds": time.perf_counter() - start, "method": "dynamic",
+            "per_channel": per_channel, "reduce_range": reduce, "weights": "int8",
+            "vnni": cpu_has_vnni()}
+
+
+def _quantize_with(src: str | os.PathLike[str], dst: str | os.PathLike[str],
+                   run: Callable[[Path, Path], None], *, kind: str) -> Path:
+    """Shared scaffold of both int8 modes: pre-process into a scratch folder, quantize there with
+    ``run(prepared, out)``, then copy the result into place (never half-written)."""
     dest = Path(dst)
     with scratch_dir(dest) as scratch, _quiet_quantization():
         prepared = _pre_process(src, scratch / "prepared.onnx")
         out = scratch / "int8.onnx"
         try:
-            quantize_dynamic(str(prepared), str(out), per_channel=per_channel, reduce_range=reduce,
-                             weight_type=QuantType.QInt8)
+            run(prepared, out)
+        except InputError:
+            raise
         except Exception as exc:
-            raise ModelError(f"{src}: dynamic int8 quantization failed ({_short(exc)})") from None
+            raise ModelError(f"{src}: {kind} int8 quantization failed ({_short(exc)})") from None
         _save_copy(out, dest)
-    return {"path": str(dest), "seconds": time.perf_counter() - start, "method": "dynamic",
-            "per_channel": per_channel, "reduce_range": reduce, "weights": "int8",
-            "vnni": cpu_has_vnni()}
+    return dest
 
 
 def _pre_process(src: str | os.PathLike[str], out: Path) -> Path:

@@ -18,13 +18,7 @@ TINY = {"model": "simple_cnn", "img_size": 16, "batch_size": 16, "workers": 0, "
         "model_kwargs": {"dropout": 0.1}}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # Tests share a small, busy machine: one intra-op thread is faster and deterministic.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

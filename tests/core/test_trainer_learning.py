@@ -15,12 +15,7 @@ import edgecv  # noqa: E402
 from edgecv.synthetic import make_shapes_dataset, make_text_dataset  # noqa: E402
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_simple_cnn_learns_coloured_shapes(tmp_path):

@@ -22,13 +22,9 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _export_fixtures import IMAGE_SIZE, SHAPES, image_checkpoint, text_checkpoint  # noqa: E402
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """One intra-op thread: on a small, shared CPU two threads are several times slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+@pytest.fixture(autouse=True)
+def _one_thread_for_exporter_tests(one_torch_thread: None) -> None:
+    """Every exporter test runs with one torch thread (see tests/conftest.py)."""
 
 
 @pytest.fixture(scope="session")
