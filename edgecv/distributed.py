@@ -63,12 +63,25 @@ def init_distributed(device_type: str) -> DistInfo:
     return DistInfo(world_size=world, rank=rank, local_rank=local_rank, backend=backend)
 
 
-def cleanup_distributed(info: DistInfo) -> None:
+def cleanup_distributed(info: DistInfo, *, succeeded: bool = True) -> None:
+    """Leave the process group so every rank exits cleanly.
+
+    A DDP wrapper sits in reference cycles that keep the gloo process group (and its worker
+    threads) alive past ``destroy_process_group``; left for interpreter shutdown, those threads
+    abort the process ("terminate called without an active exception") on a busy machine, so
+    the cycles are collected first. After a successful run the ranks also meet at a barrier, so
+    none tears down while rank 0 is still writing plots. After a failure there is no barrier:
+    the other ranks may never reach it."""
     if not info.enabled:
         return
+    import gc
+
     import torch.distributed as dist
 
+    gc.collect()
     if dist.is_initialized():
+        if succeeded:
+            dist.barrier()
         dist.destroy_process_group()
 
 

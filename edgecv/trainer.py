@@ -125,15 +125,18 @@ def train(data: str | None = None, *, resume: str | None = None, overwrite: bool
 
     device = select_device(cfg.device)
     dist = init_distributed(device.type)
+    succeeded = False
     try:
         if dist.enabled and device.type == "cuda":
             import torch
 
             device = torch.device("cuda", dist.local_rank)
-        return _run(cfg, device=device, dist=dist, ckpt=ckpt, overwrite=overwrite or resume is not None,
-                    quiet=quiet)
+        result = _run(cfg, device=device, dist=dist, ckpt=ckpt, overwrite=overwrite or resume is not None,
+                      quiet=quiet)
+        succeeded = True
+        return result
     finally:
-        cleanup_distributed(dist)
+        cleanup_distributed(dist, succeeded=succeeded)
 
 
 def _resume_config(resume: str, data: str | None, options: dict[str, Any]) -> tuple[TrainConfig, dict[str, Any]]:
