@@ -5,7 +5,7 @@ attention text classifiers (vocabulary 20,000, 64 tokens), all with random weigh
 not depend on the values). Batch 1 and 8, 2 intra-op threads, everything in ONE process.
 
 Fairness: every runtime gets the same pre-allocated inputs, the same thread count and the same
-timing harness (:mod:`edgecv.runtimes.profiler`). Rounds are interleaved (torch, fp32, int8, cv2,
+timing harness (:mod:`edgecv.runtimes.profiling.timing`). Rounds are interleaved (torch, fp32, int8, cv2,
 torch, ...) so that load from other processes on a shared machine hits every runtime alike; the
 samples of all rounds are pooled and compared by their medians.
 
@@ -40,7 +40,6 @@ RESULTS = Path(__file__).resolve().parent / "results"
 def build(name: str) -> tuple[Any, str]:
     """A randomly initialised model in eval mode and its task."""
     import torch
-
     from edgecv.models import create_model, get_model_spec
 
     torch.manual_seed(0)
@@ -61,8 +60,13 @@ def quantize(src: Path, dest: Path, task: str, *, calib: np.ndarray | None) -> d
 
     if task == "text":
         return quantize_int8_dynamic(src, dest)
-    from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
-                                          quantize_static)
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     class Reader(CalibrationDataReader):
@@ -88,7 +92,6 @@ def runners(model: Any, fp32: Path, int8: Path | None, feeds: dict[str, np.ndarr
 
     import cv2
     import torch
-
     from edgecv.runtimes.session import create_session
 
     out: dict[str, Callable[[], Any]] = {}
@@ -128,7 +131,7 @@ def interleaved(fns: dict[str, Callable[[], Any]], *, runs: int, rounds: int, wa
     (OpenMP in torch, OpenCV's own pool) may still be spinning and would bill its CPU time to
     the next runtime's first samples.
     """
-    from edgecv.runtimes.profiler import time_runs
+    from edgecv.runtimes.profiling.timing import time_runs
 
     counts = {}
     for key, fn in fns.items():
@@ -162,11 +165,15 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     import torch
+    from edgecv.runtimes.profiling import sysinfo
+    from edgecv.runtimes.profiling.roofline import (
+        matmul_peak_gflops,
+        model_macs,
+        ort_matmul_gflops,
+    )
+    from edgecv.runtimes.profiling.timing import summarize
 
     from edgecv.io import write_json_atomic, write_text_atomic
-    from edgecv.runtimes import sysinfo
-    from edgecv.runtimes.profiler import summarize
-    from edgecv.runtimes.roofline import matmul_peak_gflops, model_macs, ort_matmul_gflops
 
     torch.set_num_threads(args.threads)
     env = sysinfo.collect(["CPUExecutionProvider"])

@@ -33,13 +33,13 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def export_mobilenet_v2(path: Path) -> Path:
+    import onnx
     import torch
+    from edgecv.models import create_model
+    from edgecv.runtimes.labels import imagenet_labels
 
     from edgecv.contract import ModelContract, embed_contract
-    from edgecv.models import create_model
     from edgecv.preprocess import default_spec
-    from edgecv.runtimes.labels import imagenet_labels
-    import onnx
 
     model = create_model("mobilenet_v2").eval()
     dummy = torch.randn(1, 3, 224, 224)
@@ -106,7 +106,6 @@ def bench_video(clf, video: Path, *, runs: int, rounds: int = 3) -> dict:
     the video]; the ratio is the median of the per-round ratios, so a burst of load from another
     process skews one round rather than the figure."""
     import cv2
-
     from edgecv.runtimes.sources import VideoFileSource
     from edgecv.runtimes.stream import run_stream
 
@@ -171,8 +170,8 @@ def bench_live(clf, *, seconds: float, fps: float = 30.0) -> dict:
 
 
 def machine() -> dict:
-    import onnxruntime as ort
     import cv2
+    import onnxruntime as ort
 
     cpu = platform.processor() or ""
     try:
@@ -220,7 +219,8 @@ def main(argv: list[str] | None = None) -> dict:
     args = ap.parse_args(argv)
 
     from edgecv.runtimes import load
-    from edgecv.synthetic import make_shapes_video
+
+    from edgecv.demo.synthetic import make_shapes_video
 
     work = Path(tempfile.mkdtemp(prefix="edgecv-stream-bench-"))
     model_path = args.model or export_mobilenet_v2(work / "mobilenet_v2.onnx")

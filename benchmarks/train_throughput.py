@@ -48,7 +48,7 @@ def make_jpeg_folder(root: Path, *, n: int, size: tuple[int, int] = (320, 240)) 
     """``n`` 320x240 JPEGs in 4 class folders: a realistic decode + resize cost per image."""
     import cv2
 
-    from edgecv.synthetic import render_shape_image
+    from edgecv.demo.synthetic import render_shape_image
 
     rng = np.random.default_rng(0)
     classes = ("circle", "square", "star", "triangle")
@@ -64,9 +64,10 @@ def make_jpeg_folder(root: Path, *, n: int, size: tuple[int, int] = (320, 240)) 
 def bench_pipeline(root: Path, *, img_size: int, batch: int, batches: int, workers: int) -> dict:
     from torch.utils.data import DataLoader, RandomSampler
 
-    from edgecv.augment import TrainAugment
-    from edgecv.datasets import ImageDataset, collate_images, scan_image_folder
+    from edgecv.data import scan_image_folder
     from edgecv.preprocess import default_spec
+    from edgecv.training.augment import TrainAugment
+    from edgecv.training.datasets import ImageDataset, collate_images
 
     spec = default_spec(size=img_size, resize="stretch")
     scan = scan_image_folder(root)
@@ -88,7 +89,6 @@ def bench_pipeline(root: Path, *, img_size: int, batch: int, batches: int, worke
 
 def bench_step(*, img_size: int, batch: int, steps: int, loader=None) -> dict:
     import torch
-
     from edgecv.models import create_model
 
     torch.manual_seed(0)
@@ -133,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from edgecv.training_setup import default_workers
+    from edgecv.training.setup import default_workers
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -152,9 +152,10 @@ def main(argv: list[str] | None = None) -> int:
         if not args.no_end_to_end:
             from torch.utils.data import DataLoader, RandomSampler
 
-            from edgecv.augment import TrainAugment
-            from edgecv.datasets import ImageDataset, collate_images, scan_image_folder
+            from edgecv.data import scan_image_folder
             from edgecv.preprocess import default_spec
+            from edgecv.training.augment import TrainAugment
+            from edgecv.training.datasets import ImageDataset, collate_images
 
             spec = default_spec(size=args.img_size, resize="stretch")
             ds = ImageDataset(scan_image_folder(root).samples, spec, transform=TrainAugment(spec=spec))

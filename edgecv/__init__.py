@@ -21,7 +21,7 @@ def load(path: str, provider: str = "auto", threads: int | None = None, **kwargs
 
 
 def train(*args: Any, **kwargs: Any) -> Any:
-    """Train a classifier (needs the ``[train]`` extra); see ``edgecv.trainer.train``."""
-    from edgecv.trainer import train as _train
+    """Train a classifier (needs the ``[train]`` extra); see ``edgecv.training.trainer.train``."""
+    from edgecv.training.trainer import train as _train
 
     return _train(*args, **kwargs)

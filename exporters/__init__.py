@@ -7,11 +7,27 @@ One plain function per step, each returning what it wrote; :func:`run_export` ch
 from __future__ import annotations
 
 from edgecv.exporters.onnx_export import export_onnx, make_sample_input, save_onnx
-from edgecv.exporters.pipeline import ExportOptions, ExportReport, StageReport, output_paths, run_export
-from edgecv.exporters.quantize import quantize_fp16, quantize_int8_dynamic, quantize_int8_static
+from edgecv.exporters.pipeline import (
+    ExportOptions,
+    ExportReport,
+    StageReport,
+    output_paths,
+    run_export,
+)
+from edgecv.exporters.quantize import (
+    quantize_fp16,
+    quantize_int8_dynamic,
+    quantize_int8_static,
+)
 from edgecv.exporters.simplify import SimplifyResult, simplify
 from edgecv.exporters.source import ExportSource, load_source
-from edgecv.exporters.verify import ParityResult, Reference, compare, torch_reference, verify_onnx
+from edgecv.exporters.verify import (
+    ParityResult,
+    Reference,
+    compare,
+    torch_reference,
+    verify_onnx,
+)
 
 __all__ = [
     "ExportOptions", "ExportReport", "ExportSource", "ParityResult", "Reference", "SimplifyResult",

@@ -24,16 +24,37 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from edgecv.contract import ModelContract, embed_contract
-from edgecv.errors import EdgecvError, InputError
 from edgecv.exporters import quantize as _quantize
-from edgecv.exporters.onnx_export import (DEFAULT_OPSET, check_opset, count_nodes, export_onnx,
-                                          file_size, save_onnx, scratch_dir, supports_attention)
-from edgecv.exporters.samples import SampleSet, describe_source, find_samples, random_samples
+from edgecv.exporters.onnx_export import (
+    DEFAULT_OPSET,
+    check_opset,
+    count_nodes,
+    export_onnx,
+    file_size,
+    save_onnx,
+    scratch_dir,
+    supports_attention,
+)
+from edgecv.exporters.samples import (
+    SampleSet,
+    describe_source,
+    find_samples,
+    random_samples,
+)
 from edgecv.exporters.simplify import simplify
 from edgecv.exporters.source import ExportSource
-from edgecv.exporters.verify import (FP16_MIN_TOP1, FP32_ATOL, FP32_RTOL, INT8_WARN_TOP1,
-                                     ParityResult, torch_reference, verify_onnx)
+from edgecv.exporters.verify import (
+    FP16_MIN_TOP1,
+    FP32_ATOL,
+    FP32_RTOL,
+    INT8_WARN_TOP1,
+    ParityResult,
+    torch_reference,
+    verify_onnx,
+)
+
+from edgecv.contract import ModelContract, embed_contract
+from edgecv.errors import EdgecvError, InputError
 
 
 @dataclass
@@ -81,6 +102,15 @@ class ExportReport:
     stages: list[StageReport]
     warnings: list[str]
     passed: bool
+
+    def stage(self, name: str) -> StageReport | None:
+        """The row of one stage ("fp32", "simplified", "fp16", "int8"), or None if it did not run."""
+        return next((s for s in self.stages if s.stage == name), None)
+
+    def deployed_stage(self) -> StageReport | None:
+        """The row of the file written as the main model (the simplified graph when it was kept)."""
+        kept = self.stage("simplified")
+        return kept if kept is not None and kept.file is not None else self.stage("fp32")
 
     def to_dict(self) -> dict[str, Any]:
         return {"output": str(self.output), "report": str(self.report_path), "task": self.task,

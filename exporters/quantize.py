@@ -19,42 +19,30 @@ from __future__ import annotations
 
 import logging
 import os
-import platform
 import time
 import warnings
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import numpy as np
-
-from edgecv.errors import InputError, ModelError
 from edgecv.exporters.onnx_export import save_onnx, scratch_dir
 from edgecv.exporters.samples import SampleSet, batch_arrays
+
+from edgecv.errors import InputError, ModelError
+from edgecv.hardware import has_vnni, is_x86, read_cpuinfo
 from edgecv.preprocess import PreprocessSpec
 
 CALIB_BATCH = 16
 
 
 def cpu_has_vnni(cpuinfo: str | os.PathLike[str] = "/proc/cpuinfo") -> bool | None:
-    """True/False from the CPU flags (avx512_vnni / avx_vnni); None where they cannot be read."""
-    try:
-        text = Path(cpuinfo).read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return None
-    flags = set()
-    for line in text.splitlines():
-        if line.startswith("flags"):
-            flags.update(line.split(":", 1)[-1].split())
-            break
-    if not flags:
-        return None
-    return bool(flags & {"avx512_vnni", "avx_vnni"})
+    """True/False from the CPU flags (avx512_vnni / avx_vnni / amx); None where they cannot be read."""
+    return has_vnni(read_cpuinfo(cpuinfo)[1] or frozenset())
 
 
 def default_reduce_range() -> bool:
     """7-bit weights only on x86 without VNNI; unknown x86 CPUs get the safe choice."""
-    machine = platform.machine().lower()
-    if machine not in ("x86_64", "amd64", "i386", "i686"):
+    if not is_x86():
         return False
     vnni = cpu_has_vnni()
     return True if vnni is None else not vnni
@@ -123,7 +111,12 @@ def quantize_int8_static(src: str | os.PathLike[str], dst: str | os.PathLike[str
                          samples: SampleSet, spec: PreprocessSpec, per_channel: bool = True,
                          reduce_range: bool | None = None) -> dict[str, Any]:
     """Static QDQ int8 with per-channel weights, calibrated on ``samples`` (real images)."""
-    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization import (
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
 
     if not samples.real or not samples.images:
         raise InputError("int8 calibration needs real images: pass --data DIR (an image folder)")

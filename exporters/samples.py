@@ -16,7 +16,12 @@ from typing import Iterator, Sequence
 import numpy as np
 
 from edgecv.errors import InputError
-from edgecv.preprocess import IMAGE_EXTENSIONS, PreprocessSpec, load_image, preprocess_image
+from edgecv.preprocess import (
+    IMAGE_EXTENSIONS,
+    PreprocessSpec,
+    load_image,
+    preprocess_image,
+)
 from edgecv.tokenizer import PAD_ID, WordTokenizer
 
 TEXT_SUFFIXES = (".csv", ".tsv", ".jsonl", ".ndjson")
@@ -100,7 +105,7 @@ def _decodes(path: Path) -> bool:
 def _text_samples(path: Path, *, labels: Sequence[str], limit: int, seed: int) -> SampleSet:
     if path.is_dir() or path.suffix.lower() not in TEXT_SUFFIXES:
         raise InputError(f"--data {path}: expected a .csv, .tsv or .jsonl file for this text model")
-    from edgecv.datasets import read_text_table
+    from edgecv.data import read_text_table
 
     table = read_text_table(path)
     index = {name: i for i, name in enumerate(labels)}

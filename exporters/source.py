@@ -52,7 +52,7 @@ def load_source(checkpoint: str | os.PathLike[str] | None = None, *, model_name:
                 weights: str | os.PathLike[str] | None = None, num_classes: int | None = None,
                 image_size: int | None = None, random_init: bool = False) -> ExportSource:
     """Build the model to export from a checkpoint and/or ``--model``/``--weights`` options."""
-    from edgecv.checkpoint import is_edgecv_checkpoint, load_checkpoint
+    from edgecv.models.checkpoint import is_edgecv_checkpoint, load_checkpoint
 
     if checkpoint is not None and weights is not None:
         raise InputError("give either a CHECKPOINT argument or --weights, not both")
@@ -161,7 +161,6 @@ def _load(model: Any, obj: dict[str, Any], *, source: str) -> None:
 def _num_outputs(model: Any, *, task: str, spec: PreprocessSpec | None) -> int:
     """Classes the model predicts, from one tiny forward pass (works for any head layout)."""
     import torch
-
     from edgecv.exporters.onnx_export import make_sample_input
 
     shape = tuple(int(d) for d in spec.input_shape(1)[1:]) if spec is not None else None

@@ -19,9 +19,9 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Sequence
 
 import numpy as np
+from edgecv.exporters.samples import SampleSet, batch_arrays
 
 from edgecv.errors import ModelError
-from edgecv.exporters.samples import SampleSet, batch_arrays
 from edgecv.preprocess import PreprocessSpec
 from edgecv.tokenizer import WordTokenizer
 

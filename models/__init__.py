@@ -4,6 +4,14 @@ Importing this package registers every architecture (and imports torch).
 """
 from __future__ import annotations
 
+from edgecv.models import (  # noqa: F401  (importing registers the architectures)
+    attention,
+    lstm,
+    mobilenet_v2,
+    mobilenet_v3,
+    simple_cnn,
+    squeezenet,
+)
 from edgecv.models.registry import (
     ModelSpec,
     UnknownModelError,
@@ -12,14 +20,6 @@ from edgecv.models.registry import (
     get_model_spec,
     list_models,
     register_model,
-)
-from edgecv.models import (  # noqa: F401  (importing registers the architectures)
-    attention,
-    lstm,
-    mobilenet_v2,
-    mobilenet_v3,
-    simple_cnn,
-    squeezenet,
 )
 from edgecv.models.weights import (
     LoadReport,

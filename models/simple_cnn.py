@@ -6,9 +6,8 @@ conv 3x3 (32) -> ReLU -> max-pool 2 -> conv 3x3 (64) -> ReLU -> max-pool 2 -> fl
 from __future__ import annotations
 
 import torch
-from torch import nn
-
 from edgecv.models.registry import register_model
+from torch import nn
 
 
 class SimpleCNN(nn.Module):

@@ -6,7 +6,7 @@ module whose own forward does matrix work outside its children (the hand-written
 matmuls ``Q K^T`` and ``weights V``) or owns parameters directly gets a row of its own, so
 nothing is lost from the totals.
 
-MAC conventions match :mod:`edgecv.runtimes.graph_stats` (the ONNX view), so the two agree:
+MAC conventions match :mod:`edgecv.graph.stats` (the ONNX view), so the two agree:
 conv / linear / matmul work only, no bias adds or activations; FLOPs = 2 x MACs. Recurrent layers
 use a rule (``T x B x (|W_ih| + |W_hh|)`` per layer and direction) because eager CPU LSTM kernels
 are invisible to the flop counter.
@@ -20,11 +20,11 @@ import inspect as _inspect
 from typing import Any, Sequence
 
 import torch
+from edgecv.models.registry import _REGISTRY, create_model, get_model_spec
 from torch import nn
 
 from edgecv.errors import InputError, ModelError
-from edgecv.models.registry import _REGISTRY, create_model, get_model_spec
-from edgecv.runtimes.graph_stats import LayerStats, ModelStats
+from edgecv.graph.stats import LayerStats, ModelStats
 
 DEFAULT_VOCAB = 10000  # text models in `edgecv models` / `edgecv inspect NAME`
 DEFAULT_TEXT_CLASSES = 2
@@ -250,7 +250,11 @@ def summarize_checkpoint(path: str, *, model_name: str | None = None, num_classe
     """Stats of a trained model: an edgecv checkpoint (architecture and kwargs read from it) or a
     bare torchvision-format state dict (``model_name`` required). The weights are loaded with
     ``load_weights`` so a checkpoint of another architecture fails with the keys that differ."""
-    from edgecv.checkpoint import extract_state_dict, is_edgecv_checkpoint, load_checkpoint
+    from edgecv.models.checkpoint import (
+        extract_state_dict,
+        is_edgecv_checkpoint,
+        load_checkpoint,
+    )
     from edgecv.models.weights import head_name, load_weights
 
     obj = load_checkpoint(path)

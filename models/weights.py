@@ -17,10 +17,13 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
-import torch
+from edgecv.models.checkpoint import (
+    extract_state_dict,
+    is_edgecv_checkpoint,
+    load_checkpoint,
+)
 from torch import nn
 
-from edgecv.checkpoint import extract_state_dict, is_edgecv_checkpoint, load_checkpoint
 from edgecv.errors import CheckpointError, ModelError
 
 _SHOW = 3  # keys named in an error message before "... (+N more)"

@@ -4,7 +4,15 @@ Never imports torch: an edge device installs edgecv without PyTorch.
 """
 from __future__ import annotations
 
-from edgecv.runtimes.classifier import Classifier, InputInfo, Prediction, Timings, TopK, check_input, load
+from edgecv.runtimes.classifier import (
+    Classifier,
+    InputInfo,
+    Prediction,
+    Timings,
+    TopK,
+    check_input,
+    load,
+)
 from edgecv.runtimes.foreign import PreprocessOverrides
 from edgecv.runtimes.labels import imagenet_labels, load_labels
 from edgecv.runtimes.session import PROVIDER_CHOICES, SessionInfo, create_session

@@ -18,14 +18,14 @@ from pathlib import Path
 from typing import Any, NamedTuple, Sequence, Union
 
 import numpy as np
+from edgecv.runtimes.foreign import PreprocessOverrides, build_spec
+from edgecv.runtimes.labels import fit_labels, load_labels
+from edgecv.runtimes.session import SessionInfo, create_session
 
 from edgecv.contract import ModelContract, contract_from_session
 from edgecv.errors import InputError, ModelError
 from edgecv.postprocess import squeeze_logits, to_probabilities
 from edgecv.preprocess import PreprocessSpec, load_image, preprocess_image
-from edgecv.runtimes.foreign import PreprocessOverrides, build_spec
-from edgecv.runtimes.labels import fit_labels, load_labels
-from edgecv.runtimes.session import SessionInfo, create_session
 from edgecv.tokenizer import WordTokenizer
 
 ImageLike = Union[np.ndarray, str, os.PathLike]

@@ -21,10 +21,10 @@ from typing import Any, Callable, Iterator, Sequence
 
 import cv2
 import numpy as np
+from edgecv.runtimes.fake_capture import FakeCapture  # noqa: F401 - part of this module's API
 
 from edgecv.errors import EdgecvError, InputError
 from edgecv.preprocess import IMAGE_EXTENSIONS, load_image
-from edgecv.runtimes.fake_capture import FakeCapture  # noqa: F401 - part of this module's API
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv")
 URL_PREFIXES = ("rtsp://", "rtsps://", "rtmp://", "http://", "https://", "udp://", "tcp://")

@@ -24,7 +24,6 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
-
 from edgecv.runtimes.classifier import Classifier, TopK
 from edgecv.runtimes.sources import Frame, LiveSource, Source
 

@@ -46,7 +46,7 @@ def demo(out: str, model: str, epochs: int | None, img_size: int | None, per_cla
       edgecv demo --quick --json > summary.json    # reduced run for CI
     """
     from edgecv.demo import DemoConfig, run_demo, stdout_to_stderr
-    from edgecv.demo_report import format_summary
+    from edgecv.demo.report import format_summary
 
     cfg = DemoConfig(out=out, model=model, epochs=epochs, img_size=img_size, per_class=per_class,
                      threads=threads, seed=seed, quick=quick, force=force)

@@ -147,7 +147,13 @@ def _infer_stream(clf: Any, inputs: tuple[str, ...], *, camera: int | None, top_
 
     from edgecv.errors import InputError
     from edgecv.io import write_json_atomic
-    from edgecv.runtimes.outputs import CsvSink, JsonlSink, ShowSink, VideoSink, format_summary
+    from edgecv.runtimes.outputs import (
+        CsvSink,
+        JsonlSink,
+        ShowSink,
+        VideoSink,
+        format_summary,
+    )
     from edgecv.runtimes.sources import ImageSource, open_source
     from edgecv.runtimes.stream import run_stream
 

@@ -45,7 +45,7 @@ def _mb(n: int | None) -> str:
 
 
 def render(stats: Any, *, show_all: bool = False) -> str:
-    """Human table plus totals for a :class:`~edgecv.runtimes.graph_stats.ModelStats`."""
+    """Human table plus totals for a :class:`~edgecv.graph.stats.ModelStats`."""
     from edgecv.table import format_table
 
     layers = [layer for layer in stats.layers if show_all or not layer.shape_op]
@@ -144,7 +144,11 @@ def inspect(model_ref: str, arch: str | None, num_classes: int | None, input_siz
     from edgecv.errors import require
 
     require("torch", "train")
-    from edgecv.models.summary import parse_input_size, summarize_checkpoint, summarize_registered
+    from edgecv.models.summary import (
+        parse_input_size,
+        summarize_checkpoint,
+        summarize_registered,
+    )
 
     if kind == "checkpoint":
         stats = summarize_checkpoint(model_ref, model_name=arch, num_classes=num_classes,
@@ -180,7 +184,7 @@ def _inspect_onnx(path: str, *, batch: int, seq_len: int | None, input_size: str
     from edgecv.table import format_table
 
     if image is not None:
-        from edgecv.runtimes.activations import write_montage
+        from edgecv.graph.activations import write_montage
 
         summary = write_montage(path, image, layer, output, max_channels=max_channels)
         if as_json:
@@ -191,7 +195,7 @@ def _inspect_onnx(path: str, *, batch: int, seq_len: int | None, input_size: str
         return
     model = load_onnx(path)
     if list_layers:
-        from edgecv.runtimes.activations import list_tensors
+        from edgecv.graph.activations import list_tensors
 
         tensors = list_tensors(model)
         if as_json:
@@ -200,7 +204,7 @@ def _inspect_onnx(path: str, *, batch: int, seq_len: int | None, input_size: str
             click.echo(format_table([{"name": t.name, "op": t.op, "shape": _shape_text(t.shape)} for t in tensors],
                                     [("name", "name"), ("op", "op"), ("shape", "shape (batch 1)")]))
         return
-    from edgecv.runtimes.graph_stats import graph_stats
+    from edgecv.graph.stats import graph_stats
 
     side = 224
     if input_size:

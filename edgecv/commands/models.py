@@ -51,7 +51,11 @@ def models(task: str | None, as_json: bool) -> None:
       edgecv models --task image --json
       edgecv inspect mobilenet_v2          # per-layer view of one of them
     """
-    from edgecv.models.summary import DEFAULT_TEXT_CLASSES, DEFAULT_VOCAB, IMAGENET_CLASSES
+    from edgecv.models.summary import (
+        DEFAULT_TEXT_CLASSES,
+        DEFAULT_VOCAB,
+        IMAGENET_CLASSES,
+    )
     from edgecv.table import format_table
 
     rows = model_rows(task)

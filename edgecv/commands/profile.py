@@ -1,7 +1,6 @@
 """``edgecv profile``: honest on-device latency of one or more ONNX models (torch-free)."""
 from __future__ import annotations
 
-import os
 import sys
 from typing import Any
 
@@ -20,13 +19,6 @@ def _int_list(value: str | None, flag: str) -> list[int]:
         raise click.BadParameter(f"{value!r}: expected comma-separated positive integers, e.g. 1,8,32",
                                  param_hint=flag)
     return items
-
-
-def _default_threads() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:
-        return os.cpu_count() or 1
 
 
 @click.command("profile", context_settings={"help_option_names": ["-h", "--help"]})
@@ -76,9 +68,10 @@ def profile(models: tuple[str, ...], provider: str, batch: str, threads: str | N
       edgecv profile text.onnx --seq-len 16,64,256 --assert-p99-ms 20
       edgecv profile foreign.onnx --shape input=1,3,224,224
     """
-    from edgecv.runtimes.profile_job import ProfileOptions, check_p99, run_profile
+    from edgecv.hardware import usable_cores
+    from edgecv.runtimes.profiling.job import ProfileOptions, check_p99, run_profile
+    from edgecv.runtimes.profiling.sweep import parse_shapes
     from edgecv.runtimes.session import PROVIDER_CHOICES
-    from edgecv.runtimes.sweep import parse_shapes
 
     providers = [p.strip().lower() for p in provider.split(",") if p.strip()]
     for p in providers or [provider]:
@@ -90,9 +83,9 @@ def profile(models: tuple[str, ...], provider: str, batch: str, threads: str | N
         raise click.BadParameter(f"{top}: expected a positive integer", param_hint="--top")
     opts = ProfileOptions(
         models=list(models), providers=providers, batches=_int_list(batch, "--batch"),
-        threads=_int_list(threads, "--threads") if threads else [_default_threads()],
+        threads=_int_list(threads, "--threads") if threads else [usable_cores()],
         seq_lens=_int_list(seq_len, "--seq-len") if seq_len else [None], shapes=parse_shapes(shapes),
-        warmup=warmup, runs=runs, duration_s=duration, ops=ops, top=top, torch_checkpoint=torch_ckpt,
+        warmup=warmup, runs=runs, duration_s=duration, ops=ops, top=top, baselines=_eager_baselines(torch_ckpt, models[0]),
         opencv=opencv, pipeline=pipeline, peak=peak, spinning=spinning, verbose=verbose)
     if plot_out:  # fail before measuring, not after
         from edgecv.errors import require
@@ -110,6 +103,23 @@ def profile(models: tuple[str, ...], provider: str, batch: str, threads: str | N
             raise SystemExit(1)
 
 
+def _eager_baselines(checkpoint: str | None, first_model: str) -> list[Any]:
+    """The PyTorch eager baseline for ``--torch``, built here and handed to the profiler (which
+    never imports torch). Loaded before anything is measured, so a bad checkpoint fails at once."""
+    if not checkpoint:
+        return []
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        from edgecv.errors import MissingDependencyError
+
+        raise MissingDependencyError("torch is not installed; --torch needs it: pip install 'edgecv[train]'") from None
+    from edgecv.contract import read_contract
+    from edgecv.models.eager import TorchEagerBaseline
+
+    return [TorchEagerBaseline(checkpoint, contract=read_contract(first_model))]
+
+
 def _progress(*, quiet: bool) -> Any:
     """One status line per configuration on stderr, only when the output is a terminal."""
     if quiet or not (sys.stdout.isatty() and sys.stderr.isatty()):
@@ -123,7 +133,7 @@ def _progress(*, quiet: bool) -> Any:
 
 def _emit(result: Any, opts: Any, *, json_out: str | None, csv_out: str | None, md_out: str | None,
           plot_out: str | None) -> None:
-    from edgecv.runtimes import report, sysinfo
+    from edgecv.runtimes.profiling import report, sysinfo
 
     header = sysinfo.header_lines(result.env)
     budget = f"{opts.duration_s:g} s" if opts.duration_s else f"{opts.runs or 100} runs"

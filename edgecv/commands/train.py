@@ -1,4 +1,4 @@
-"""``edgecv train``: options -> :class:`edgecv.trainer.TrainConfig` -> :func:`edgecv.trainer.train`.
+"""``edgecv train``: options -> :class:`edgecv.training.trainer.TrainConfig` -> :func:`edgecv.training.trainer.train`.
 
 torch is imported only when the command runs, so ``edgecv train --help`` stays fast.
 """
@@ -77,8 +77,8 @@ def train(data: str | None, **opts: Any) -> None:
       edgecv train --resume runs/exp1/last.pt --epochs 20
       torchrun --nproc-per-node 2 -m edgecv train data/ --model simple_cnn --out runs/ddp
     """
-    from edgecv.datasets import is_text_source
-    from edgecv.trainer import train as run_training
+    from edgecv.data import is_text_source
+    from edgecv.training.trainer import train as run_training
 
     resume, overwrite, quiet, as_json = opts.pop("resume"), opts.pop("overwrite"), opts.pop("quiet"), opts.pop("as_json")
     if data is None and resume is None:

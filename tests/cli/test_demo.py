@@ -144,7 +144,8 @@ def test_out_of_range_options_are_usage_errors(tmp_path: Path, option: str, valu
 
 
 def test_rerun_clears_only_the_demo_files(tmp_path: Path) -> None:
-    from edgecv.demo import MARKER, prepare_out
+    from edgecv.demo.config import MARKER
+    from edgecv.demo.run import prepare_out
 
     (tmp_path / MARKER).write_text("")
     (tmp_path / "train").mkdir()
@@ -156,7 +157,8 @@ def test_rerun_clears_only_the_demo_files(tmp_path: Path) -> None:
 
 
 def test_force_writes_into_a_foreign_folder_without_deleting_its_files(tmp_path: Path) -> None:
-    from edgecv.demo import MARKER, prepare_out
+    from edgecv.demo.config import MARKER
+    from edgecv.demo.run import prepare_out
 
     (tmp_path / "notes.txt").write_text("keep me")
     prepare_out(tmp_path, force=True)
@@ -183,7 +185,7 @@ def test_without_torch_the_demo_says_which_extra_to_install(tmp_path: Path) -> N
 
 
 def test_human_summary_lists_every_figure_and_artefact(quick_demo: dict[str, Any]) -> None:
-    from edgecv.demo_report import format_summary
+    from edgecv.demo.report import format_summary
 
     text = format_summary(quick_demo["summary"])
     figures = quick_demo["summary"]["figures"]

@@ -188,7 +188,7 @@ def test_torch_free_subprocess(models) -> None:
 
 def test_torch_baseline_from_checkpoint(tmp_path) -> None:
     torch = pytest.importorskip("torch")
-    from edgecv.checkpoint import save_checkpoint
+    from edgecv.models.checkpoint import save_checkpoint
     from edgecv.contract import ModelContract, embed_contract
     from edgecv.exporters.onnx_export import export_onnx
     from edgecv.models import create_model

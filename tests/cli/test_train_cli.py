@@ -11,7 +11,7 @@ from click.testing import CliRunner
 pytest.importorskip("torch")
 
 from edgecv.cli import cli  # noqa: E402
-from edgecv.synthetic import make_shapes_dataset, make_text_dataset  # noqa: E402
+from edgecv.demo.synthetic import make_shapes_dataset, make_text_dataset  # noqa: E402
 
 TINY = ["--model", "simple_cnn", "--img-size", "16", "--batch-size", "16", "--workers", "0"]
 
@@ -114,7 +114,7 @@ def test_bad_input(shapes, tmp_path, case, message):
 
 
 def test_model_args_reach_the_builder(shapes, tmp_path):
-    from edgecv.checkpoint import load_checkpoint
+    from edgecv.models.checkpoint import load_checkpoint
 
     out = tmp_path / "run"
     res = _run(shapes, *TINY, "--epochs", "1", "--out", out, "-q", "--model-arg", "dropout=0.25")

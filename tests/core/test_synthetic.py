@@ -8,9 +8,9 @@ import cv2
 import numpy as np
 import pytest
 
-from edgecv.datasets import read_text_table, scan_image_folder
+from edgecv.data import read_text_table, scan_image_folder
 from edgecv.errors import InputError
-from edgecv.synthetic import (
+from edgecv.demo.synthetic import (
     SHAPES,
     load_video_truth,
     make_shapes_dataset,

@@ -9,10 +9,10 @@ import pytest
 torch = pytest.importorskip("torch")
 
 import edgecv  # noqa: E402
-from edgecv.checkpoint import load_checkpoint  # noqa: E402
+from edgecv.models.checkpoint import load_checkpoint  # noqa: E402
 from edgecv.errors import CheckpointError, InputError  # noqa: E402
-from edgecv.synthetic import make_shapes_dataset, make_text_dataset  # noqa: E402
-from edgecv.trainer import TrainConfig  # noqa: E402
+from edgecv.demo.synthetic import make_shapes_dataset, make_text_dataset  # noqa: E402
+from edgecv.training.trainer import TrainConfig  # noqa: E402
 
 TINY = {"model": "simple_cnn", "img_size": 16, "batch_size": 16, "workers": 0, "quiet": True,
         "model_kwargs": {"dropout": 0.1}}
@@ -55,7 +55,7 @@ def test_image_run_writes_every_output(shapes, tmp_path):
 
 def _interrupt_in_epoch(monkeypatch, epoch):
     """Make the run die with Ctrl-C inside epoch ``epoch`` (after ``epoch - 1`` were saved)."""
-    import edgecv.training_loop as loop
+    import edgecv.training.loop as loop
 
     real, calls = loop.train_one_epoch, []
 

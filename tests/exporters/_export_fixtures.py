@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from edgecv.checkpoint import save_checkpoint
+from edgecv.models.checkpoint import save_checkpoint
 from edgecv.preprocess import default_spec
 from edgecv.tokenizer import WordTokenizer
 

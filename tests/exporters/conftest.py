@@ -12,10 +12,10 @@ from typing import Callable
 import pytest
 import torch
 
-from edgecv.datasets import read_text_table
+from edgecv.data import read_text_table
 from edgecv.models import create_model
 from edgecv.preprocess import default_spec, load_image, preprocess_batch
-from edgecv.synthetic import make_shapes_dataset, make_text_dataset
+from edgecv.demo.synthetic import make_shapes_dataset, make_text_dataset
 from edgecv.tokenizer import WordTokenizer
 
 sys.path.insert(0, str(Path(__file__).parent))

@@ -1,6 +1,7 @@
 """Quantization building blocks: VNNI detection, fp16 I/O types, per-channel QDQ int8."""
 from __future__ import annotations
 
+import platform
 import sys
 from pathlib import Path
 
@@ -38,10 +39,10 @@ def test_cpu_has_vnni_unknown(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("vnni, reduce", [(True, False), (False, True), (None, True)])
 def test_reduce_range_only_without_vnni_on_x86(vnni, reduce, monkeypatch) -> None:
-    monkeypatch.setattr(q.platform, "machine", lambda: "x86_64")
+    monkeypatch.setattr(platform, "machine", lambda: "x86_64")
     monkeypatch.setattr(q, "cpu_has_vnni", lambda *a, **k: vnni)
     assert q.default_reduce_range() is reduce
-    monkeypatch.setattr(q.platform, "machine", lambda: "aarch64")
+    monkeypatch.setattr(platform, "machine", lambda: "aarch64")
     assert q.default_reduce_range() is False
 
 

@@ -19,7 +19,7 @@ from edgecv.models.summary import (  # noqa: E402
     summarize,
     summarize_registered,
 )
-from edgecv.runtimes.graph_stats import graph_stats  # noqa: E402
+from edgecv.graph.stats import graph_stats  # noqa: E402
 
 # Published figures at 224x224, 1000 classes: name -> (params, MACs)
 DATA = Path(__file__).parent / "data"

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from edgecv.checkpoint import save_checkpoint
+from edgecv.models.checkpoint import save_checkpoint
 from edgecv.errors import CheckpointError, ModelError
 from edgecv.models import (
     create_model,

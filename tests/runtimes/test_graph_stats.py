@@ -9,7 +9,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from edgecv.errors import ModelError
-from edgecv.runtimes.graph_stats import graph_stats
+from edgecv.graph.stats import graph_stats
 
 
 def _init(name: str, shape: tuple[int, ...], dtype: type = np.float32, seed: int = 0) -> onnx.TensorProto:

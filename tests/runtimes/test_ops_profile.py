@@ -9,7 +9,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from edgecv.errors import InputError
-from edgecv.runtimes.ops_profile import load_trace, parse_trace, profile_ops
+from edgecv.runtimes.profiling.ops import load_trace, parse_trace, profile_ops
 
 
 def _node(name, op, ts, dur, provider="CPUExecutionProvider"):

@@ -12,7 +12,7 @@ from onnx import TensorProto, helper, numpy_helper
 from edgecv.contract import ModelContract, embed_contract
 from edgecv.errors import InputError, ModelError
 from edgecv.preprocess import default_spec
-from edgecv.runtimes import report, sweep, sysinfo
+from edgecv.runtimes.profiling import report, sweep, sysinfo
 from edgecv.tokenizer import WordTokenizer
 
 RNG = np.random.default_rng(0)
@@ -207,7 +207,7 @@ def test_sysinfo_header_names_cpu_versions_and_providers() -> None:
 
 
 def test_opencv_baseline_same_inputs(tmp_path) -> None:
-    from edgecv.runtimes import baselines
+    from edgecv.runtimes.profiling import baselines
 
     info = sweep.inspect_model(conv_model(tmp_path / "m.onnx"))
     cfg = sweep.Config(info, "cpu", 1, 1)
@@ -217,7 +217,7 @@ def test_opencv_baseline_same_inputs(tmp_path) -> None:
 
 
 def test_opencv_baseline_unloadable_model_is_one_line_error(tmp_path) -> None:
-    from edgecv.runtimes import baselines
+    from edgecv.runtimes.profiling import baselines
 
     # an operator from a custom domain: a valid ONNX file that cv2.dnn has no importer for
     nodes = [helper.make_node("Frobnicate", ["x"], ["y"], domain="com.example")]

@@ -7,7 +7,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from edgecv.errors import InputError
-from edgecv.runtimes import roofline
+from edgecv.runtimes.profiling import roofline
 
 
 def test_achieved_math() -> None:

@@ -6,7 +6,7 @@ since it uses the same MLAS kernels and thread pool as the model). ``method="num
 numpy/BLAS matmul instead, in a subprocess whose OMP/OPENBLAS/MKL thread variables are pinned
 (they are only read when BLAS loads, so the current process cannot change them).
 
-FLOPs = 2 x MACs, with MACs from :mod:`edgecv.runtimes.graph_stats` (the one MAC counter).
+FLOPs = 2 x MACs, with MACs from :mod:`edgecv.graph.stats` (the one MAC counter).
 """
 from __future__ import annotations
 
@@ -108,7 +108,7 @@ def matmul_peak_gflops(*, threads: int | None, method: str = "onnxruntime", n: i
 def model_macs(path: str | os.PathLike[str], *, batch: int = 1, seq_len: int | None = None,
                image_size: int | None = None) -> int | None:
     """Total MACs of one forward pass at ``batch`` (None when the counter cannot tell)."""
-    from edgecv.runtimes.graph_stats import graph_stats
+    from edgecv.graph.stats import graph_stats
 
     try:
         stats = graph_stats(str(path), batch=batch, seq_len=seq_len or 64, image_size=image_size or 224)

@@ -20,10 +20,10 @@ import numpy as np
 
 from edgecv.contract import contract_from_model
 from edgecv.errors import InputError, ModelError
+from edgecv.graph.stats import SHAPE_OPS, fix_input_dims, resolve_shapes
 from edgecv.io import write_bytes_atomic
 from edgecv.onnx_file import graph_inputs, load_onnx
 from edgecv.preprocess import PreprocessSpec, default_spec, load_image, preprocess_image
-from edgecv.runtimes.graph_stats import SHAPE_OPS, fix_input_dims, resolve_shapes
 
 
 @dataclass

@@ -1,19 +1,44 @@
-"""The OpenCV dnn baseline, measured in the same run as ONNX Runtime.
+"""Baselines measured in the same run as ONNX Runtime: OpenCV dnn, and any runtime handed in.
 
 Same inputs (the sweep's pre-allocated feeds), same thread count and the same timing harness, so
-the speed-up ratios compare runtimes and nothing else. The PyTorch eager baseline lives in
-``edgecv.torch_baseline``: runtimes/ never imports torch.
+the speed-up ratios compare runtimes and nothing else. runtimes/ never imports torch: the
+PyTorch eager baseline (``edgecv.models.eager``) is built by ``edgecv profile`` and handed in as
+a :class:`Baseline`, which this module times without knowing what runs inside.
 """
 from __future__ import annotations
 
 import time
-from typing import Any
+from pathlib import Path
+from typing import Any, Callable, ContextManager, Protocol
 
 import numpy as np
+from edgecv.runtimes.profiling.sweep import Config, ProfileResult, seq_of
+from edgecv.runtimes.profiling.timing import ColdStart, first_run_ms, measure
 
 from edgecv.errors import ModelError
-from edgecv.runtimes.profiler import ColdStart, first_run_ms, measure
-from edgecv.runtimes.sweep import Config, ProfileResult, _seq_of
+
+
+class Baseline(Protocol):
+    """A runtime handed to the profiler from outside (e.g. PyTorch eager from a checkpoint)."""
+
+    runtime: str  # the row's runtime column, e.g. "torch"
+    label: str  # what was loaded (a checkpoint path)
+    load_ms: float  # model load time, reported as the row's cold-start create time
+    versions: list[str]  # reported in the row's providers column, e.g. ["torch 2.13.0"]
+
+    def runner(self, feeds: dict[str, np.ndarray], *, threads: int | None) -> ContextManager[Callable[[], Any]]:
+        """A context giving a zero-argument callable that runs the model on ``feeds``."""
+
+
+def profile_baseline(baseline: Baseline, cfg: Config, feeds: dict[str, np.ndarray], *, warmup: int,
+                     runs: int | None, duration_s: float | None) -> ProfileResult:
+    """Time a handed-in baseline exactly as the ONNX Runtime rows are timed."""
+    with baseline.runner(feeds, threads=cfg.threads) as fn:
+        first = first_run_ms(fn)
+        stats = measure(fn, warmup=warmup, runs=runs, duration_s=duration_s, items_per_run=cfg.batch)
+    return ProfileResult(Path(baseline.label).name, baseline.runtime, "cpu", cfg.batch, cfg.threads,
+                         seq_of(cfg.model, feeds), stats, ColdStart(baseline.load_ms, first),
+                         list(baseline.versions), baseline.label)
 
 
 def profile_opencv(cfg: Config, feeds: dict[str, np.ndarray], *, warmup: int, runs: int | None,
@@ -48,7 +73,7 @@ def profile_opencv(cfg: Config, feeds: dict[str, np.ndarray], *, warmup: int, ru
         stats = measure(fn, warmup=warmup, runs=runs, duration_s=duration_s, items_per_run=cfg.batch)
     finally:
         cv2.setNumThreads(previous)
-    return ProfileResult(name, "opencv", "cpu", cfg.batch, cfg.threads, _seq_of(cfg.model, feeds), stats,
+    return ProfileResult(name, "opencv", "cpu", cfg.batch, cfg.threads, seq_of(cfg.model, feeds), stats,
                          ColdStart(create_ms, first), ["cv2.dnn"], str(cfg.model.path))
 
 

@@ -2,12 +2,12 @@
 
 Five steps, each calling the same public library functions the individual commands use:
 
-1. generate a coloured-shapes image set (:func:`edgecv.synthetic.make_shapes_dataset`);
-2. train a small classifier on it (:func:`edgecv.trainer.train`);
+1. generate a coloured-shapes image set (:func:`edgecv.demo.synthetic.make_shapes_dataset`);
+2. train a small classifier on it (:func:`edgecv.training.trainer.train`);
 3. export fp32 + int8 ONNX with parity checks (:func:`edgecv.exporters.run_export`);
 4. write a video of moving shapes and classify it with the stream loop
    (:func:`edgecv.runtimes.stream.run_stream`), scoring every frame against the video's truth;
-5. profile fp32 vs int8 (:func:`edgecv.runtimes.profile_job.run_profile`).
+5. profile fp32 vs int8 (:func:`edgecv.runtimes.profiling.job.run_profile`).
 
 Everything is seeded and runs on the CPU with a fixed thread count, so two runs give the same
 accuracy figures (timings of course vary with the machine and its load). The recipe (48 px
@@ -17,86 +17,14 @@ in about a minute of training on two cores; ``quick=True`` is a reduced run for 
 from __future__ import annotations
 
 import contextlib
-import os
 import shutil
 import sys
 import time
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+from edgecv.demo.config import MARKER, OWNED, STEPS, DemoConfig, DemoResult
 from edgecv.errors import InputError, ModelError, require
-
-MARKER = ".edgecv-demo"  # written first: marks a folder the demo may clear and rewrite
-# Everything the demo writes under --out (removed before a rerun, so nothing stale survives).
-OWNED = ("data", "train", "video", "stream", "profile", "model.onnx", "model.int8.onnx",
-         "model.fp16.onnx", "model.export.json", "summary.json")
-STEPS = 5
-
-# Settings per size; the user's --epochs/--img-size/--per-class override them.
-FULL = {"epochs": 20, "img_size": 48, "per_class": 600, "video_seconds": 6.0, "profile_runs": 200}
-QUICK = {"epochs": 14, "img_size": 48, "per_class": 320, "video_seconds": 2.0, "profile_runs": 30}
-
-
-@dataclass
-class DemoConfig:
-    """What ``edgecv demo`` was asked to do; ``None`` fields take the preset's value."""
-
-    out: str = "edgecv-demo"
-    model: str = "squeezenet1_1"
-    epochs: int | None = None
-    img_size: int | None = None
-    per_class: int | None = None
-    threads: int | None = None  # None -> usable cores - 1 (one core is left to the data loader)
-    seed: int = 0
-    quick: bool = False
-    force: bool = False
-    batch_size: int = 32
-    lr: float = 1e-3
-    min_crop_scale: float = 0.6  # milder than the trainer's 0.25: a crop must keep the shape
-    video_seconds: float | None = None
-    video_fps: int = 15
-    profile_runs: int | None = None
-
-    def resolved(self) -> DemoConfig:
-        """A copy with every preset value filled in and checked."""
-        preset = QUICK if self.quick else FULL
-        values = asdict(self)
-        for key, default in preset.items():
-            if values.get(key) is None:
-                values[key] = default
-        if values["threads"] is None:
-            values["threads"] = max(1, usable_cores() - 1)
-        cfg = DemoConfig(**values)
-        cfg.validate()
-        return cfg
-
-    def validate(self) -> None:
-        if self.epochs is not None and self.epochs < 1:
-            raise InputError(f"--epochs {self.epochs}: expected >= 1")
-        if self.img_size is not None and self.img_size < 32:
-            raise InputError(f"--img-size {self.img_size}: expected >= 32 pixels")
-        if self.per_class is not None and self.per_class < 8:
-            raise InputError(f"--per-class {self.per_class}: expected >= 8 images per class")
-        if self.threads is not None and self.threads < 1:
-            raise InputError(f"--threads {self.threads}: expected >= 1")
-
-
-@dataclass
-class DemoResult:
-    """What a demo run produced: the summary document and where it was written."""
-
-    out: Path
-    summary: dict[str, Any]
-    summary_path: Path
-    steps: list[dict[str, Any]] = field(default_factory=list)
-
-
-def usable_cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:
-        return os.cpu_count() or 1
 
 
 def prepare_out(out: Path, *, force: bool) -> None:
@@ -121,7 +49,7 @@ def prepare_out(out: Path, *, force: bool) -> None:
 def check_model(name: str) -> dict[str, Any]:
     """The registered image model ``name`` and the builder arguments the demo uses for it."""
     from edgecv.models import get_model_spec, list_models
-    from edgecv.training_setup import builder_parameters
+    from edgecv.training.setup import builder_parameters
 
     spec = get_model_spec(name)  # unknown names: one line listing the valid ones
     if spec.task != "image":
@@ -154,8 +82,8 @@ def run_demo(config: DemoConfig | None = None, *, echo: Callable[[str], None] | 
     ``echo(line)`` receives the progress lines (default: print to stdout); the trainer's epoch
     lines and tqdm bars go to stdout as usual.
     """
-    from edgecv import demo_steps as steps
-    from edgecv.demo_report import build_summary
+    from edgecv.demo import steps
+    from edgecv.demo.report import build_summary
 
     cfg = (config or DemoConfig()).resolved()
     require("torch", "train")  # an edge-only install gets a one-line hint, not a traceback

@@ -16,74 +16,30 @@ from __future__ import annotations
 
 import json
 import random
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from edgecv.distributed import DistInfo, broadcast_object, cleanup_distributed, init_distributed, unwrap
 from edgecv.errors import CheckpointError, InputError
 from edgecv.io import write_json_atomic
-from edgecv.training_outputs import RunLog, write_confusion, write_metrics_csv, write_plots, write_summary
-
-
-@dataclass
-class TrainConfig:
-    """Everything that defines a run; saved as ``config.json`` and inside every checkpoint."""
-
-    data: str | None = None  # image folder, or .csv/.tsv/.jsonl file
-    model: str = "mobilenet_v2"
-    out: str = "runs/exp"
-    epochs: int = 10
-    batch_size: int = 32  # per process under torchrun
-    lr: float | None = None  # None -> 1e-3 (AdamW) or 0.05 (SGD)
-    optimizer: str = "adamw"  # "adamw" | "sgd"
-    weight_decay: float = 0.01
-    warmup_epochs: float = 1.0
-    label_smoothing: float = 0.0
-    grad_clip: float | None = None  # None -> 1.0 for text models, off for image models
-    seed: int = 0
-    val_split: float = 0.2
-    device: str = "auto"
-    amp: bool = True  # mixed precision, only ever used on CUDA
-    workers: int | None = None  # None -> up to 4 for images, 0 for text
-    weights: str | None = None
-    freeze_backbone: bool = False
-    unfreeze_at: int | None = None  # epoch (1-based) from which the whole model trains
-    model_kwargs: dict[str, Any] = field(default_factory=dict)
-    # image options
-    img_size: int | None = None  # None -> the architecture's default
-    resize: str = "stretch"  # "stretch" | "short_side": eval/runtime resize, stored in the checkpoint
-    grayscale: bool = False
-    augment: bool = True
-    min_crop_scale: float = 0.25
-    # text options
-    text_column: str = "text"
-    label_column: str = "label"
-    vocab_size: int = 20000
-    min_freq: int = 1
-    max_len: int = 64
-    lower: bool = True
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in known})
-
-    def validate(self) -> None:
-        if self.epochs < 1:
-            raise InputError(f"--epochs {self.epochs}: expected >= 1")
-        if self.batch_size < 1:
-            raise InputError(f"--batch-size {self.batch_size}: expected >= 1")
-        if self.unfreeze_at is not None and not self.freeze_backbone:
-            raise InputError("--unfreeze-at needs --freeze-backbone")
-        if not 0.0 <= self.label_smoothing < 1.0:
-            raise InputError(f"--label-smoothing {self.label_smoothing}: expected 0 <= value < 1")
-        if self.resize not in ("stretch", "short_side"):
-            raise InputError(f"--resize {self.resize!r}: expected 'stretch' or 'short_side'")
-        if not 0.0 < self.min_crop_scale <= 1.0:
-            raise InputError(f"--min-crop-scale {self.min_crop_scale}: expected 0 < value <= 1")
+from edgecv.training.config import TrainConfig
+from edgecv.training.distributed import (
+    DistInfo,
+    broadcast_object,
+    cleanup_distributed,
+    init_distributed,
+    unwrap,
+)
+from edgecv.training.outputs import (
+    RunLog,
+    write_confusion,
+    write_metrics_csv,
+    write_plots,
+    write_summary,
+)
+from edgecv.training.setup import select_device
 
 
 @dataclass
@@ -121,7 +77,6 @@ def train(data: str | None = None, *, resume: str | None = None, overwrite: bool
         if unknown:
             raise InputError(f"unknown training option(s): {', '.join(sorted(unknown))}")
     cfg.validate()
-    from edgecv.training_setup import select_device
 
     device = select_device(cfg.device)
     dist = init_distributed(device.type)
@@ -140,7 +95,7 @@ def train(data: str | None = None, *, resume: str | None = None, overwrite: bool
 
 
 def _resume_config(resume: str, data: str | None, options: dict[str, Any]) -> tuple[TrainConfig, dict[str, Any]]:
-    from edgecv.checkpoint import is_edgecv_checkpoint, load_checkpoint
+    from edgecv.models.checkpoint import is_edgecv_checkpoint, load_checkpoint
 
     ckpt = load_checkpoint(resume)
     if not is_edgecv_checkpoint(ckpt) or "optimizer" not in ckpt or "config" not in ckpt:
@@ -208,8 +163,8 @@ def _run(cfg: TrainConfig, *, device: Any, dist: DistInfo, ckpt: dict[str, Any] 
          quiet: bool) -> TrainResult:
     import torch
 
-    from edgecv import training_setup as setup
-    from edgecv.training_loop import evaluate, train_one_epoch
+    from edgecv.training import setup
+    from edgecv.training.loop import evaluate, train_one_epoch
 
     out = Path(cfg.out)
     problem = None
@@ -349,7 +304,7 @@ def _payload(cfg: TrainConfig, model: Any, data: Any, optimizer: Any, scheduler:
 
 def _save_epoch(out: Path, payload: dict[str, Any], *, is_best: bool, state: dict[str, Any], data: Any,
                 cfg: TrainConfig) -> None:
-    from edgecv.checkpoint import save_checkpoint
+    from edgecv.models.checkpoint import save_checkpoint
 
     write_metrics_csv(out / "metrics.csv", state["history"])
     if is_best:

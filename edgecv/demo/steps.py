@@ -1,7 +1,7 @@
 """The five steps of ``edgecv demo`` (see :mod:`edgecv.demo`), one function each.
 
 Each step calls the public library API of its layer and returns a small dict of what it made and
-measured; :mod:`edgecv.demo_report` turns those into the summary. No step shells out to the CLI.
+measured; :mod:`edgecv.demo.report` turns those into the summary. No step shells out to the CLI.
 """
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, Callable
 from edgecv.errors import EdgecvError
 
 if TYPE_CHECKING:
-    from edgecv.demo import DemoConfig
+    from edgecv.demo.config import DemoConfig
 
 # (width, height) as in OpenCV. Square, like the training images: the model's "stretch" resize
 # would squash a 4:3 frame by a third, and the video then scores ~10 points below validation.
@@ -28,7 +28,11 @@ PROFILE_COLUMNS = [("model", "model"), ("provider", "provider"), ("threads", "th
 
 def generate(cfg: DemoConfig, out: Path) -> dict[str, Any]:
     """Image set under ``out/data/{train,val}/<class>/`` and a video with its truth file."""
-    from edgecv.synthetic import DEFAULT_SHAPE_CLASSES, make_shapes_dataset, make_shapes_video
+    from edgecv.demo.synthetic import (
+        DEFAULT_SHAPE_CLASSES,
+        make_shapes_dataset,
+        make_shapes_video,
+    )
 
     data = make_shapes_dataset(out / "data", classes=DEFAULT_SHAPE_CLASSES, per_class=cfg.per_class,
                                size=cfg.img_size, seed=cfg.seed, split=True, val_fraction=0.25)
@@ -43,9 +47,9 @@ def generate(cfg: DemoConfig, out: Path) -> dict[str, Any]:
 
 
 def train(cfg: DemoConfig, out: Path, *, model_kwargs: dict[str, Any]) -> Any:
-    """:func:`edgecv.trainer.train` on the generated set, on the CPU, seeded."""
-    from edgecv.demo import usable_cores
-    from edgecv.trainer import train as run_training
+    """:func:`edgecv.training.trainer.train` on the generated set, on the CPU, seeded."""
+    from edgecv.hardware import usable_cores
+    from edgecv.training.trainer import train as run_training
 
     # One loader worker decodes and augments on the core the training step leaves free.
     workers = 1 if usable_cores() > 1 else 0
@@ -70,28 +74,16 @@ def export(cfg: DemoConfig, out: Path, trained: Any, *, say: Callable[[str], Non
     return report
 
 
-def _stage(report: Any, name: str) -> Any:
-    return next((s for s in report.stages if s.stage == name), None)
-
-
-def deployed_stage(report: Any) -> Any:
-    """The report row of the file written as model.onnx (the simplified graph when kept)."""
-    kept = _stage(report, "simplified")
-    if kept is not None and kept.file is not None:
-        return kept
-    return _stage(report, "fp32")
-
-
 def stream(cfg: DemoConfig, out: Path, report: Any, *, say: Callable[[str], None]) -> dict[str, Any]:
     """Run the stream loop over the demo video with the int8 model (fp32 if int8 was not kept):
     annotated mp4 + JSON lines, and per-frame accuracy against the video's truth."""
+    from edgecv.demo.synthetic import load_video_truth
     from edgecv.runtimes.classifier import load
     from edgecv.runtimes.outputs import JsonlSink, VideoSink
     from edgecv.runtimes.sources import VideoFileSource
     from edgecv.runtimes.stream import run_stream
-    from edgecv.synthetic import load_video_truth
 
-    int8 = _stage(report, "int8")
+    int8 = report.stage("int8")
     model_path = Path(int8.file) if int8 is not None and int8.file and int8.status in ("ok", "warning") \
         else Path(report.output)
     video = out / "video" / "shapes.mp4"
@@ -140,13 +132,13 @@ def _frame_bar(total: int | None) -> Any:
 def profile(cfg: DemoConfig, out: Path, report: Any, *, say: Callable[[str], None]) -> dict[str, Any]:
     """fp32 vs int8 latency at batch 1 on the CPU with the demo's thread count, in one process
     run; writes profile.json, profile.md and latency.png under ``out/profile``."""
-    from edgecv.runtimes import report as profile_report
-    from edgecv.runtimes import sysinfo
-    from edgecv.runtimes.profile_job import ProfileOptions, run_profile
+    from edgecv.runtimes.profiling import report as profile_report
+    from edgecv.runtimes.profiling import sysinfo
+    from edgecv.runtimes.profiling.job import ProfileOptions, run_profile
     from edgecv.table import format_table
 
     models = [str(report.output)]
-    int8 = _stage(report, "int8")
+    int8 = report.stage("int8")
     if int8 is not None and int8.file and Path(int8.file).exists():
         models.append(int8.file)
     opts = ProfileOptions(models=models, providers=["cpu"], batches=[1], threads=[cfg.threads],

@@ -12,7 +12,7 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from edgecv.distributed import DistInfo, all_reduce_sum, gather_lists
+from edgecv.training.distributed import DistInfo, all_reduce_sum, gather_lists
 
 
 @dataclass

@@ -25,8 +25,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
+from edgecv.graph.op_macs import node_macs, prod
 from edgecv.onnx_file import graph_inputs, load_onnx
-from edgecv.runtimes.op_macs import node_macs, prod
 
 # Ops whose outputs are shape arithmetic rather than data; hidden from the default table.
 SHAPE_OPS = {"Constant", "Shape", "Size", "ConstantOfShape", "Range", "NonZero"}

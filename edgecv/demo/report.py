@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 from edgecv.table import format_table
 
 if TYPE_CHECKING:
-    from edgecv.demo import DemoConfig
+    from edgecv.demo.config import DemoConfig
 
 # (name, path relative to --out, what it is); folders are summed.
 ARTEFACTS: tuple[tuple[str, str, str], ...] = (
@@ -64,11 +64,10 @@ def _round(value: Any, digits: int = 4) -> Any:
 def build_summary(cfg: DemoConfig, out: Path, results: dict[str, Any], *, timings: Sequence[dict[str, Any]],
                   total_s: float) -> dict[str, Any]:
     """The summary document: settings, figures, artefacts, step times, environment."""
-    from edgecv.demo_steps import _stage, deployed_stage
 
     data, trained, export, stream, prof = (results[k] for k in ("data", "train", "export", "stream", "profile"))
-    fp32 = deployed_stage(export)
-    int8 = _stage(export, "int8")
+    fp32 = export.deployed_stage()
+    int8 = export.stage("int8")
     fp32_parity, int8_parity = (fp32.parity or {}) if fp32 else {}, (int8.parity or {}) if int8 else {}
     rows = prof["rows"]
     fp32_row = rows[0] if rows else {}

@@ -15,10 +15,15 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
+from edgecv.runtimes.profiling.timing import (
+    ColdStart,
+    LatencyStats,
+    first_run_ms,
+    measure,
+    session_runner,
+)
 
 from edgecv.errors import InputError
-from edgecv.runtimes.profiler import (ColdStart, LatencyStats, first_run_ms, measure,
-                                      session_runner)
 
 # onnx.TensorProto element type -> numpy dtype
 _ONNX_DTYPES = {1: np.float32, 2: np.uint8, 3: np.int8, 6: np.int32, 7: np.int64, 9: np.bool_,
@@ -257,7 +262,7 @@ def profile_config(cfg: Config, *, warmup: int, runs: int | None, duration_s: fl
     fn = session_runner(info.session, feeds)
     cold = ColdStart(info.create_ms, _first_run(fn, cfg))
     stats = measure(fn, warmup=warmup, runs=runs, duration_s=duration_s, items_per_run=cfg.batch)
-    seq = _seq_of(cfg.model, feeds)
+    seq = seq_of(cfg.model, feeds)
     return ProfileResult(cfg.model.name, "onnxruntime", info.provider, cfg.batch, cfg.threads, seq,
                          stats, cold, list(info.providers), str(cfg.model.path), extra={"spinning": spinning})
 
@@ -273,7 +278,7 @@ def _first_run(fn: Callable[[], Any], cfg: Config) -> float:
                          f"{f' seq-len {cfg.seq_len}' if cfg.seq_len else ''} ({text})") from None
 
 
-def _seq_of(info: ModelInfo, feeds: dict[str, np.ndarray]) -> int | None:
+def seq_of(info: ModelInfo, feeds: dict[str, np.ndarray]) -> int | None:
     if not info.is_text:
         return None
     ints = [v for v in feeds.values() if v.ndim == 2 and np.issubdtype(v.dtype, np.integer)]

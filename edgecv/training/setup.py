@@ -1,32 +1,30 @@
-"""Building the pieces of a training run from a :class:`~edgecv.trainer.TrainConfig`:
+"""Building the pieces of a training run from a :class:`~edgecv.training.trainer.TrainConfig`:
 data (splits, tokenizer, loaders), model (registry, weights, frozen backbone), optimiser,
-schedule, device. Kept apart from the run loop in :mod:`edgecv.trainer` so each stays readable.
+schedule, device. Kept apart from the run loop in :mod:`edgecv.training.trainer` so each stays readable.
 """
 from __future__ import annotations
 
 import inspect
 import math
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from edgecv.datasets import (
+from edgecv.data import is_text_source, read_text_table, scan_image_folder
+from edgecv.errors import InputError, ModelError
+from edgecv.hardware import usable_cores
+from edgecv.preprocess import IMAGENET_MEAN, IMAGENET_STD, PreprocessSpec, default_spec
+from edgecv.training.datasets import (
     ImageDataset,
     TextDataset,
     collate_images,
     collate_text,
-    is_text_source,
-    read_text_table,
-    scan_image_folder,
     stratified_split,
 )
-from edgecv.distributed import DistInfo
-from edgecv.errors import InputError, ModelError
-from edgecv.preprocess import IMAGENET_MEAN, IMAGENET_STD, PreprocessSpec, default_spec
+from edgecv.training.distributed import DistInfo
 
 if TYPE_CHECKING:
-    from edgecv.trainer import TrainConfig
+    from edgecv.training.config import TrainConfig
 
 
 @dataclass
@@ -102,7 +100,7 @@ def build_data(cfg: TrainConfig, *, tokenizer_dict: dict[str, Any] | None = None
 
 
 def _build_images(cfg: TrainConfig) -> DataBundle:
-    from edgecv.augment import TrainAugment
+    from edgecv.training.augment import TrainAugment
 
     root = Path(cfg.data)  # type: ignore[arg-type]
     spec = image_spec(cfg, cfg.model)
@@ -187,8 +185,7 @@ def default_workers(task: str) -> int:
     training step); texts are tokenised up front, so they load in the main process."""
     if task == "text":
         return 0
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(1, min(4, cpus))
+    return max(1, min(4, usable_cores()))
 
 
 def build_model(cfg: TrainConfig, data: DataBundle) -> Any:

@@ -13,23 +13,7 @@ import subprocess
 from importlib import metadata
 from typing import Any, Iterable
 
-INT8_FLAGS = ("avx2", "avx512f", "avx512bw", "avx512_vnni", "avx_vnni", "amx_int8", "asimddp", "i8mm")
-
-
-def _cpuinfo() -> tuple[str, set[str]]:
-    model, flags = platform.processor() or platform.machine(), set()
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as fh:
-            for line in fh:
-                key, _, value = line.partition(":")
-                key = key.strip()
-                if key in ("model name", "Hardware", "Model") and model in ("", platform.machine(), platform.processor()):
-                    model = value.strip()
-                elif key in ("flags", "Features") and not flags:
-                    flags = set(value.split())
-    except OSError:
-        pass
-    return model or "unknown", flags
+from edgecv.hardware import INT8_FLAGS, VNNI_FLAGS, read_cpuinfo, usable_cores
 
 
 def _version(dist: Iterable[str]) -> str | None:
@@ -55,7 +39,8 @@ def _gpus() -> list[str]:
 
 def collect(providers_used: Iterable[str] = ()) -> dict[str, Any]:
     """A JSON-friendly description of this machine and the inference stack."""
-    model, flags = _cpuinfo()
+    model, flags = read_cpuinfo()
+    flags = flags or frozenset()
     try:
         import psutil
 
@@ -63,10 +48,7 @@ def collect(providers_used: Iterable[str] = ()) -> dict[str, Any]:
         physical = psutil.cpu_count(logical=False)
     except ImportError:  # psutil is a base dependency, but keep the header best-effort
         mem_gb, physical = None, None
-    try:
-        affinity = len(os.sched_getaffinity(0))
-    except AttributeError:
-        affinity = os.cpu_count()
+    affinity = usable_cores()
     try:
         import onnxruntime as ort
 
@@ -99,7 +81,7 @@ def collect(providers_used: Iterable[str] = ()) -> dict[str, Any]:
 def vnni_note(info: dict[str, Any]) -> str:
     """Why int8 may or may not beat float32 on this CPU, in one line."""
     flags = set(info.get("int8_flags", []))
-    if flags & {"avx512_vnni", "avx_vnni", "amx_int8"}:
+    if flags & VNNI_FLAGS:
         return "CPU has VNNI int8 dot-product instructions (int8 kernels can beat float32)"
     if "avx2" in flags:
         return "CPU has AVX2 but no VNNI: int8 gains are small; quantise with reduce_range"

@@ -5,12 +5,12 @@ that measures lives here and in the modules it calls, so the same run is scripta
 """
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
+from edgecv.runtimes.profiling import roofline, sweep
+
 from edgecv.errors import EdgecvError
-from edgecv.runtimes import roofline, sweep
 
 
 @dataclass
@@ -26,7 +26,8 @@ class ProfileOptions:
     duration_s: float | None = None
     ops: bool = False
     top: int = 10
-    torch_checkpoint: str | None = None
+    # runtimes handed in by the caller (``edgecv profile --torch`` builds a PyTorch eager one)
+    baselines: list[Any] = field(default_factory=list)
     opencv: bool = False
     pipeline: str | None = None
     peak: str = "onnxruntime"  # "onnxruntime" | "numpy" | "off"
@@ -50,8 +51,8 @@ _RUNTIME_ORDER = {"onnxruntime": 0, "torch": 1, "opencv": 2}
 
 def run_profile(opts: ProfileOptions, *, progress: Callable[[str], None] | None = None) -> ProfileReport:
     """Measure every configuration, then add baselines, roofline and ratios."""
-    from edgecv.runtimes import report, sysinfo
-    from edgecv.runtimes.profiler import check_budget
+    from edgecv.runtimes.profiling import report, sysinfo
+    from edgecv.runtimes.profiling.timing import check_budget
 
     check_budget(runs=opts.runs, duration_s=opts.duration_s, warmup=opts.warmup)
     say = progress or (lambda _msg: None)
@@ -92,27 +93,21 @@ def run_profile(opts: ProfileOptions, *, progress: Callable[[str], None] | None 
 
 def _baselines(opts: ProfileOptions, configs: Sequence[sweep.Config], notices: list[str],
                say: Callable[[str], None]) -> list[sweep.ProfileResult]:
-    from edgecv import torch_baseline
-    from edgecv.runtimes import baselines
+    from edgecv.runtimes.profiling import baselines
 
     out: list[sweep.ProfileResult] = []
-    if opts.torch_checkpoint:
-        first = configs[0].model
-        torch_baseline.ensure_torch()  # import time is not model load time
-        t0 = time.perf_counter_ns()
-        model = torch_baseline.load_torch_model(opts.torch_checkpoint, contract=first.contract)
-        load_ms = (time.perf_counter_ns() - t0) / 1e6
+    first = configs[0].model if configs else None
+    for baseline in opts.baselines:  # handed in (e.g. PyTorch eager); timed on the first model's inputs
         seen = set()
         for cfg in configs:
             key = (cfg.batch, cfg.threads, cfg.seq_len)
             if cfg.model is not first or key in seen:
                 continue
             seen.add(key)
-            say(f"torch eager batch {cfg.batch} threads {cfg.threads}")
+            say(f"{baseline.runtime} batch {cfg.batch} threads {cfg.threads}")
             feeds = sweep.synthesize_inputs(cfg.model, batch=cfg.batch, seq_len=cfg.seq_len, shapes=opts.shapes)
-            out.append(torch_baseline.profile_torch(model, cfg, feeds, warmup=opts.warmup, runs=opts.runs,
-                                               duration_s=opts.duration_s, label=opts.torch_checkpoint,
-                                               create_ms=load_ms))
+            out.append(baselines.profile_baseline(baseline, cfg, feeds, warmup=opts.warmup, runs=opts.runs,
+                                                  duration_s=opts.duration_s))
     if opts.opencv:
         seen = set()
         failed: set[str] = set()
@@ -138,7 +133,7 @@ def _add_roofline(opts: ProfileOptions, results: list[sweep.ProfileResult], info
     macs_cache: dict[tuple[Any, ...], int | None] = {}
     peaks: dict[int | None, float | None] = {}
     for r in results:
-        info = by_name.get(r.model) if r.runtime != "torch" else infos[0]
+        info = by_name.get(r.model) if r.runtime in ("onnxruntime", "opencv") else infos[0]
         if info is None:
             continue
         key = (info.name, r.batch, r.seq_len)
@@ -162,7 +157,7 @@ def _add_roofline(opts: ProfileOptions, results: list[sweep.ProfileResult], info
 
 
 def _ops(opts: ProfileOptions, configs: Sequence[sweep.Config], say: Callable[[str], None]) -> list[tuple[str, Any]]:
-    from edgecv.runtimes.ops_profile import profile_ops
+    from edgecv.runtimes.profiling.ops import profile_ops
 
     out = []
     runs = min(opts.runs or 50, 200)
@@ -179,7 +174,7 @@ def _ops(opts: ProfileOptions, configs: Sequence[sweep.Config], say: Callable[[s
 
 def run_pipeline(opts: ProfileOptions, info: sweep.ModelInfo, say: Callable[[str], None]) -> dict[str, Any]:
     """Stage-by-stage timing of the stream loop over a video (decode, preprocess, infer, post)."""
-    from edgecv.runtimes import pipeline_profile
+    from edgecv.runtimes.profiling import pipeline as pipeline_profile
 
     say(f"pipeline: {opts.pipeline}")
     return pipeline_profile.profile_pipeline(info.path, opts.pipeline or "", provider=opts.providers[0],

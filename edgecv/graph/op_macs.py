@@ -1,4 +1,4 @@
-"""Multiply-accumulate counts per ONNX node (numpy/onnx only); used by :mod:`edgecv.runtimes.graph_stats`.
+"""Multiply-accumulate counts per ONNX node (numpy/onnx only); used by :mod:`edgecv.graph.stats`.
 
 Only the ops that dominate inference cost count: Conv (grouped/depthwise through the weight's
 ``C_in / group``), ConvTranspose, Gemm, MatMul (batched attention matmuls included), Einsum,
