@@ -41,3 +41,11 @@ def require(module: str, extra: str) -> object:
         raise MissingDependencyError(
             f"{module} is not installed; this feature needs it: pip install 'edgecv[{extra}]'"
         ) from exc
+
+
+def short_message(exc: BaseException | object, *, limit: int = 200) -> str:
+    """An exception (or warning message) as one line of at most ``limit`` characters, for the
+    "(reason)" part of a one-line error: native libraries put newlines and pages of context in
+    their messages."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text[:limit] + ("..." if len(text) > limit else "")

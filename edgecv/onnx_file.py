@@ -5,7 +5,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from edgecv.errors import InputError, ModelError
+from edgecv.errors import InputError, ModelError, short_message
 
 
 def check_model_path(path: str | os.PathLike[str]) -> Path:
@@ -36,7 +36,7 @@ def load_onnx(path: str | os.PathLike[str], *, load_external_data: bool = True) 
     try:
         model = onnx.load(str(p), load_external_data=load_external_data)
     except Exception as exc:  # protobuf raises DecodeError / RuntimeError variants
-        raise ModelError(f"{p}: not a valid ONNX model ({_short(exc)})") from None
+        raise ModelError(f"{p}: not a valid ONNX model ({short_message(exc, limit=160)})") from None
     if not model.HasField("graph") or not model.graph.node:
         raise ModelError(f"{p}: not a valid ONNX model (no graph nodes; truncated or not ONNX)")
     return model
@@ -46,8 +46,3 @@ def graph_inputs(model: Any) -> list[Any]:
     """Real graph inputs: old exporters also list initializers (weights) as inputs."""
     weights = {init.name for init in model.graph.initializer}
     return [i for i in model.graph.input if i.name not in weights]
-
-
-def _short(exc: BaseException) -> str:
-    text = " ".join(str(exc).split())
-    return (text[:160] + "...") if len(text) > 160 else (text or type(exc).__name__)

@@ -33,7 +33,7 @@ import warnings
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
-from edgecv.errors import InputError, ModelError
+from edgecv.errors import InputError, ModelError, short_message
 
 EXPORTERS = ("torchscript", "dynamo")
 # Opsets each exporter writes directly (13: per-channel QuantizeLinear axis; 20: torchscript max).
@@ -129,7 +129,7 @@ def export_onnx(model: Any, path: str | os.PathLike[str], *, opset: int = DEFAUL
         raise
     except Exception as exc:  # exporter errors come in many types; all mean "cannot export"
         name = getattr(model, "edgecv_name", type(model).__name__)
-        raise ModelError(f"{name}: ONNX export failed ({_short(exc)})") from None
+        raise ModelError(f"{name}: ONNX export failed ({short_message(exc)})") from None
     finally:
         model.train(was_training)
     return dest
@@ -293,8 +293,3 @@ def _vocab_size(model: Any) -> int | None:
         if isinstance(module, torch.nn.Embedding):
             return int(module.num_embeddings)
     return None
-
-
-def _short(exc: BaseException) -> str:
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    return text[:200] + ("..." if len(text) > 200 else "")

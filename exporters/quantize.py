@@ -28,7 +28,7 @@ import numpy as np
 from edgecv.exporters.onnx_export import save_onnx, scratch_dir
 from edgecv.exporters.samples import SampleSet, batch_arrays
 
-from edgecv.errors import InputError, ModelError
+from edgecv.errors import InputError, ModelError, short_message
 from edgecv.hardware import has_vnni, is_x86, read_cpuinfo
 from edgecv.preprocess import PreprocessSpec
 
@@ -60,9 +60,9 @@ def quantize_fp16(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> d
         try:
             converted = convert_float_to_float16(model, keep_io_types=True)
         except Exception as exc:  # converter errors are unexpected model structures
-            raise ModelError(f"{src}: float16 conversion failed ({_short(exc)})") from None
+            raise ModelError(f"{src}: float16 conversion failed ({short_message(exc)})") from None
     path = save_onnx(converted, dst)
-    notes = sorted({_short(w.message) for w in caught})
+    notes = sorted({short_message(w.message) for w in caught})
     return {"path": str(path), "seconds": time.perf_counter() - start, "notes": notes}
 
 
@@ -167,7 +167,7 @@ def _quantize_with(src: str | os.PathLike[str], dst: str | os.PathLike[str],
         except InputError:
             raise
         except Exception as exc:
-            raise ModelError(f"{src}: {kind} int8 quantization failed ({_short(exc)})") from None
+            raise ModelError(f"{src}: {kind} int8 quantization failed ({short_message(exc)})") from None
         _save_copy(out, dest)
     return dest
 
@@ -204,8 +204,3 @@ class _quiet_quantization:
     def __exit__(self, *exc: Any) -> None:
         self._warn.__exit__(*exc)
         self._logger.setLevel(self._level)
-
-
-def _short(exc: Any) -> str:
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    return text[:200] + ("..." if len(text) > 200 else "")

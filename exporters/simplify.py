@@ -17,6 +17,8 @@ from typing import Any, Callable
 
 from edgecv.exporters.onnx_export import count_nodes, model_files, save_onnx
 
+from edgecv.errors import short_message
+
 
 @dataclass
 class SimplifyResult:
@@ -59,7 +61,7 @@ def simplify(src: str | os.PathLike[str], dst: str | os.PathLike[str], *,
         onnx.checker.check_model(simplified, full_check=False)
     except Exception as exc:  # any simplifier failure means "keep the original graph"
         return SimplifyResult(False, before, before, time.perf_counter() - start,
-                              reason=f"simplifier failed: {_short(exc)}")
+                              reason=f"simplifier failed: {short_message(exc)}")
     # onnxsim >= 0.5 records every rewrite in metadata_props (kilobytes of node names); the
     # report keeps the counts, the shipped file keeps only its own contract.
     keep = [(p.key, p.value) for p in simplified.metadata_props if not p.key.startswith("onnxsim.")]
@@ -75,8 +77,3 @@ def simplify(src: str | os.PathLike[str], dst: str | os.PathLike[str], *,
         return SimplifyResult(False, before, before, time.perf_counter() - start,
                               reason=f"simplified graph failed parity: {problem}")
     return SimplifyResult(True, before, after, time.perf_counter() - start, path=str(out))
-
-
-def _short(exc: BaseException) -> str:
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    return text[:200] + ("..." if len(text) > 200 else "")
