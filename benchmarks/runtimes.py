@@ -233,7 +233,20 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+RESULT_COLUMNS = [("model", "model"), ("batch", "batch"), ("runtime", "runtime"), ("p50_ms", "p50 ms"),
+                  ("p90_ms", "p90 ms"), ("p99_ms", "p99 ms"), ("runs", "runs"), ("throughput", "items/s"),
+                  ("speedup_vs_torch", "vs torch"), ("speedup_vs_ort_fp32", "vs ORT fp32"), ("gflops", "GFLOP/s"),
+                  ("pct_peak", "% peak"), ("load_1min", "load")]
+RESULT_FORMATS = {**{k: (lambda v: f"{v:.2f}") for k in ("p50_ms", "p90_ms", "p99_ms")},
+                  "runs": str, "throughput": lambda v: f"{v:.1f}", "load_1min": lambda v: f"{v:.1f}",
+                  **{k: (lambda v: f"{v:.2f}x") for k in ("speedup_vs_torch", "speedup_vs_ort_fp32")},
+                  "gflops": lambda v: "-" if v is None else f"{v:.1f}",
+                  "pct_peak": lambda v: "-" if v is None else f"{v:.1f}%"}
+
+
 def markdown(rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
+    from edgecv.table import markdown_table
+
     env = meta["environment"]
     v = env["versions"]
     lines = ["# Runtime benchmark", "",
@@ -247,17 +260,8 @@ def markdown(rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
              f"{meta['matmul_peak_gflops_numpy']:.1f} GFLOP/s (numpy, measured once)",
              "- load average before / after: " + " / ".join(", ".join(f"{x:.2f}" for x in meta[k])
                                                             for k in ("load_average_before", "load_average_after")),
-             f"- {meta['vnni_note']}", "",
-             "| model | batch | runtime | p50 ms | p90 ms | p99 ms | runs | items/s | vs torch | vs ORT fp32 | GFLOP/s | % peak | load |",
-             "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
-    for r in rows:
-        g = "-" if r["gflops"] is None else f"{r['gflops']:.1f}"
-        p = "-" if r["pct_peak"] is None else f"{r['pct_peak']:.1f}%"
-        lines.append(f"| {r['model']} | {r['batch']} | {r['runtime']} | {r['p50_ms']:.2f} | {r['p90_ms']:.2f} | "
-                     f"{r['p99_ms']:.2f} | {r['runs']} | {r['throughput']:.1f} | {r['speedup_vs_torch']:.2f}x | "
-                     f"{r['speedup_vs_ort_fp32']:.2f}x | {g} | {p} | {r['load_1min']:.1f} |")
-    if meta["notes"]:
-        lines += ["", *[f"- {n}" for n in meta["notes"]]]
+             f"- {meta['vnni_note']}", ""]
+    lines.append(markdown_table(rows, RESULT_COLUMNS, formatters=RESULT_FORMATS))
     return "\n".join(lines) + "\n"
 
 

@@ -6,28 +6,19 @@ from typing import Any
 
 import click
 
+from edgecv.commands.options import CommaList
+from edgecv.runtimes.session import PROVIDER_CHOICES
 
-def _int_list(value: str | None, flag: str) -> list[int]:
-    try:
-        items = [int(v) for v in value.split(",") if v.strip()] if value else []
-    except ValueError:
-        items = []
-        bad = True
-    else:
-        bad = not items or any(i < 1 for i in items)
-    if bad:
-        raise click.BadParameter(f"{value!r}: expected comma-separated positive integers, e.g. 1,8,32",
-                                 param_hint=flag)
-    return items
+_POSITIVE = {"convert": int, "minimum": 1}
 
 
 @click.command("profile", context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("models", nargs=-1, required=True, metavar="MODEL.onnx [MORE.onnx ...]")
-@click.option("--provider", default="auto", show_default=True,
+@click.option("--provider", default="auto", show_default=True, type=CommaList(str, choices=PROVIDER_CHOICES, example="cpu,cuda"),
               help="Comma-separated providers to sweep: auto, cpu, cuda, tensorrt.")
-@click.option("--batch", default="1", show_default=True, help="Comma-separated batch sizes, e.g. 1,8,32.")
-@click.option("--threads", default=None, help="Comma-separated intra-op thread counts [default: usable cores].")
-@click.option("--seq-len", default=None, help="Text models: comma-separated sequence lengths, e.g. 16,64,256.")
+@click.option("--batch", default="1", show_default=True, type=CommaList(**_POSITIVE, example="1,8,32"), help="Comma-separated batch sizes, e.g. 1,8,32.")
+@click.option("--threads", default=None, type=CommaList(**_POSITIVE, example="1,2,4"), help="Comma-separated intra-op thread counts [default: usable cores].")
+@click.option("--seq-len", default=None, type=CommaList(**_POSITIVE, example="16,64,256"), help="Text models: comma-separated sequence lengths, e.g. 16,64,256.")
 @click.option("--shape", "shapes", multiple=True, metavar="NAME=D0,D1,...",
               help="Input shape for foreign models with dynamic dims, e.g. input=1,3,224,224 (dim 0 follows --batch).")
 @click.option("--warmup", default=10, show_default=True, type=int, help="Untimed runs before measuring.")
@@ -49,7 +40,8 @@ def _int_list(value: str | None, flag: str) -> list[int]:
               help="Let ONNX Runtime's intra-op threads spin between runs (its default; lowest latency). "
                    "'edgecv infer' turns spinning off so capture threads keep a core.")
 @click.option("--verbose", is_flag=True, help="Show ONNX Runtime's own log output.")
-def profile(models: tuple[str, ...], provider: str, batch: str, threads: str | None, seq_len: str | None,
+def profile(models: tuple[str, ...], provider: list[str], batch: list[int], threads: list[int] | None,
+            seq_len: list[int] | None,
             shapes: tuple[str, ...], warmup: int, runs: int | None, duration: float | None, ops: bool, top: int,
             torch_ckpt: str | None, opencv: bool, pipeline: str | None, peak: str, json_out: str | None,
             csv_out: str | None, md_out: str | None, plot_out: str | None, assert_p99_ms: float | None,
@@ -71,20 +63,14 @@ def profile(models: tuple[str, ...], provider: str, batch: str, threads: str | N
     from edgecv.hardware import usable_cores
     from edgecv.runtimes.profiling.job import ProfileOptions, check_p99, run_profile
     from edgecv.runtimes.profiling.sweep import parse_shapes
-    from edgecv.runtimes.session import PROVIDER_CHOICES
 
-    providers = [p.strip().lower() for p in provider.split(",") if p.strip()]
-    for p in providers or [provider]:
-        if p not in PROVIDER_CHOICES:
-            raise click.BadParameter(f"{p!r}: expected one of {', '.join(PROVIDER_CHOICES)}", param_hint="--provider")
     if runs is not None and duration is not None:
         raise click.UsageError("--runs and --duration: give one of them, not both")
     if top < 1:
         raise click.BadParameter(f"{top}: expected a positive integer", param_hint="--top")
     opts = ProfileOptions(
-        models=list(models), providers=providers, batches=_int_list(batch, "--batch"),
-        threads=_int_list(threads, "--threads") if threads else [usable_cores()],
-        seq_lens=_int_list(seq_len, "--seq-len") if seq_len else [None], shapes=parse_shapes(shapes),
+        models=list(models), providers=provider, batches=batch, threads=threads or [usable_cores()],
+        seq_lens=seq_len or [None], shapes=parse_shapes(shapes),
         warmup=warmup, runs=runs, duration_s=duration, ops=ops, top=top, baselines=_eager_baselines(torch_ckpt, models[0]),
         opencv=opencv, pipeline=pipeline, peak=peak, spinning=spinning, verbose=verbose)
     if plot_out:  # fail before measuring, not after
@@ -183,7 +169,7 @@ def _emit(result: Any, opts: Any, *, json_out: str | None, csv_out: str | None, 
 
 
 def _ops_text(prof: Any, top: int, *, markdown: bool = False) -> str:
-    from edgecv.table import format_table
+    from edgecv.table import format_table, markdown_table
 
     ops = [{"op": o.op_type, "ms_per_run": o.per_run_ms, "pct": o.percent, "nodes": o.count}
            for o in prof.ops]
@@ -195,11 +181,8 @@ def _ops_text(prof: Any, top: int, *, markdown: bool = False) -> str:
     head = (f"{prof.runs} profiled runs, {prof.run_ms:.3f} ms per run in the trace; kernels on "
             + ", ".join(f"{p} {v:.0f}%" for p, v in prof.providers.items()))
     if markdown:
-        def md(rows: list[dict[str, Any]], cols: list[tuple[str, str]]) -> str:
-            lines = ["| " + " | ".join(h for _, h in cols) + " |", "|" + "---|" * len(cols)]
-            lines += ["| " + " | ".join(fmt.get(k, str)(r[k]) for k, _ in cols) + " |" for r in rows]
-            return "\n".join(lines)
-        return f"{head}\n\n{md(ops, cols_o)}\n\nTop {top} nodes:\n\n{md(nodes, cols_n)}"
+        return (f"{head}\n\n{markdown_table(ops, cols_o, formatters=fmt)}\n\nTop {top} nodes:\n\n"
+                f"{markdown_table(nodes, cols_n, formatters=fmt)}")
     return (f"{head}\n{format_table(ops, cols_o, formatters=fmt)}\n\ntop {top} nodes:\n"
             f"{format_table(nodes, cols_n, formatters=fmt)}")
 

@@ -14,7 +14,7 @@ import os
 from typing import Any, Sequence
 
 from edgecv.io import write_json_atomic, write_text_atomic
-from edgecv.table import format_table
+from edgecv.table import format_table, markdown_table
 
 COLUMNS: list[tuple[str, str]] = [
     ("model", "model"), ("runtime", "runtime"), ("provider", "provider"), ("batch", "batch"),
@@ -108,18 +108,9 @@ def write_csv(path: str | os.PathLike[str], rows: Sequence[dict[str, Any]]) -> N
     write_text_atomic(path, buf.getvalue())
 
 
-def markdown_table(rows: Sequence[dict[str, Any]]) -> str:
-    cols = _columns(rows)
-    lines = ["| " + " | ".join(h for _, h in cols) + " |", "|" + "---|" * len(cols)]
-    for row in rows:
-        cells = [FORMATTERS.get(k, lambda v: "-" if v is None else str(v))(row.get(k)) for k, _ in cols]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
-
-
 def write_markdown(path: str | os.PathLike[str], rows: Sequence[dict[str, Any]], header: Sequence[str],
                    *, title: str = "edgecv profile", sections: Sequence[tuple[str, str]] = ()) -> None:
-    parts = [f"# {title}", "", *[f"- {line}" for line in header], "", markdown_table(rows)]
+    parts = [f"# {title}", "", *[f"- {line}" for line in header], "", markdown_table(rows, _columns(rows), formatters=FORMATTERS)]
     comps = comparison_lines(rows)
     if comps:
         parts += ["", *[f"- {c}" for c in comps]]
