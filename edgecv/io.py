@@ -4,9 +4,11 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import tempfile
+import secrets
 from pathlib import Path
 from typing import Any, Iterator
+
+from edgecv.errors import InputError
 
 
 @contextlib.contextmanager
@@ -14,25 +16,94 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it over ``path`` only if the block succeeds.
 
     The temp file lives in the destination directory so ``os.replace`` is an atomic rename on
-    the same filesystem. The parent directory is created if missing.
+    the same filesystem; the file is fsynced before the rename and the directory after it, so a
+    crash leaves either the old file or the complete new one. The temp file is created with mode
+    0666 filtered by the umask, as a plain ``open()`` would (without touching the process-wide
+    umask, which other threads may be using). The parent directory is created if missing.
     """
     dest = Path(path)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    # mkstemp creates 0600 files; give the result the mode a plain open() would (0666 - umask).
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)
+    tmp = _create_temp(dest)
     try:
         yield tmp
         with open(tmp, "rb+") as handle:  # flush to disk before the rename makes it visible
             os.fsync(handle.fileno())
         os.replace(tmp, dest)
+        fsync_dir(dest.parent)
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def _create_temp(dest: Path) -> Path:
+    for _ in range(100):
+        tmp = dest.parent / f".{dest.name}.{secrets.token_hex(6)}.tmp"
+        try:
+            os.close(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
+        except FileExistsError:
+            continue
+        return tmp
+    raise FileExistsError(f"{dest}: could not create a temporary file beside it")
+
+
+def fsync_dir(folder: str | os.PathLike[str]) -> None:
+    """Persist a rename: fsync the directory entry (a no-op where directories cannot be opened)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:  # Windows: directories cannot be opened; NTFS journals renames itself
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def check_writable(path: str | os.PathLike[str], *, option: str) -> Path:
+    """Fail before the long work starts if ``path`` cannot be written (a read-only folder, a file
+    where a folder is needed, an existing folder where a file is needed), so an hour of training
+    or a whole video is never lost at the final write. Creates nothing."""
+    dest = Path(path)
+    if dest.is_dir():
+        raise InputError(f"{option} {dest}: is a folder; expected a file path")
+    parent = _existing_ancestor(dest.parent)
+    if not parent.is_dir():
+        raise InputError(f"{option} {dest}: {parent} is not a folder; expected a writable file path")
+    _probe_write(parent, dest, option)
+    return dest
+
+
+def check_writable_dir(path: str | os.PathLike[str], *, option: str) -> Path:
+    """Like :func:`check_writable` for an output folder (it may exist or be created)."""
+    dest = Path(path)
+    if dest.exists() and not dest.is_dir():
+        raise InputError(f"{option} {dest}: exists and is not a folder; expected a folder to write into")
+    parent = _existing_ancestor(dest)
+    if not parent.is_dir():
+        raise InputError(f"{option} {dest}: {parent} is not a folder; expected a writable folder")
+    _probe_write(parent, dest, option)
+    return dest
+
+
+def _probe_write(folder: Path, dest: Path, option: str) -> None:
+    """Create and remove a file in ``folder``: the only test that also holds for root, read-only
+    mounts, /proc and /sys (``os.access`` says yes to root everywhere)."""
+    try:
+        probe = _create_temp(folder / ".edgecv-write-check")
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise InputError(f"{option} {dest}: cannot write in {folder} ({reason}); "
+                         f"expected a writable location") from None
+    probe.unlink()
+
+
+def _existing_ancestor(path: Path) -> Path:
+    """The nearest existing folder (or file in the way) at or above ``path``."""
+    probe = path.absolute()
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    return probe
 
 
 def write_bytes_atomic(path: str | os.PathLike[str], data: bytes) -> Path:

@@ -113,7 +113,11 @@ def load_image(path: str | os.PathLike[str]) -> np.ndarray:
         data = np.fromfile(p, dtype=np.uint8)
     except OSError as exc:
         raise InputError(f"{p}: cannot read image file ({exc.strerror or exc})") from None
-    image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    try:
+        image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    except cv2.error as exc:  # e.g. a header claiming more pixels than CV_IO_MAX_IMAGE_PIXELS
+        reason = "dimensions too large to decode" if "MAX_IMAGE_PIXELS" in str(exc) else "decoder error"
+        raise InputError(f"{p}: not a readable image ({reason}; expected jpg/png/bmp/webp/tiff)") from None
     if image is None:
         raise InputError(f"{p}: not a readable image (expected jpg/png/bmp/webp/tiff)")
     return image
@@ -178,9 +182,25 @@ def preprocess_image(image: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
     if not isinstance(image, np.ndarray) or image.ndim not in (2, 3) or image.size == 0:
         got = getattr(image, "shape", type(image).__name__)
         raise InputError(f"image array {got}: expected a non-empty (H, W, 3) BGR uint8 array")
-    if image.dtype != np.uint8:
-        image = np.clip(image, 0, 255).astype(np.uint8)
-    return to_tensor(resize_and_crop(image, spec), spec)
+    return to_tensor(resize_and_crop(as_uint8(image), spec), spec)
+
+
+def as_uint8(image: np.ndarray) -> np.ndarray:
+    """The pixel range is explicit, never guessed by clipping: uint8 as is; float images in
+    [0, 1] (OpenCV's convention) scaled to 0-255; integer images already in 0-255 converted.
+    Anything else raises, because clipping a [0, 1] float frame to uint8 silently makes it black."""
+    if image.dtype == np.uint8:
+        return image
+    low, high = (float(image.min()), float(image.max())) if image.size else (0.0, 0.0)
+    if np.issubdtype(image.dtype, np.floating):
+        if not (np.isfinite(low) and np.isfinite(high) and low >= 0.0 and high <= 1.0):
+            raise InputError(f"float image array with values in [{low:g}, {high:g}]: expected floats in [0, 1] "
+                             f"(or a uint8 BGR array in 0-255)")
+        return np.rint(image * 255.0).astype(np.uint8)
+    if np.issubdtype(image.dtype, np.integer) and low >= 0 and high <= 255:
+        return image.astype(np.uint8)
+    raise InputError(f"{image.dtype} image array with values in [{low:g}, {high:g}]: expected uint8 0-255 "
+                     f"or float in [0, 1]")
 
 
 def preprocess_batch(images: Sequence[np.ndarray], spec: PreprocessSpec) -> np.ndarray:
