@@ -107,7 +107,7 @@ def bench_video(clf, video: Path, *, runs: int, rounds: int = 3) -> dict:
     process skews one round rather than the figure."""
     import cv2
     from edgecv.runtimes.sources import VideoFileSource
-    from edgecv.runtimes.stream import run_stream
+    from edgecv.runtimes.stream import StreamOptions, run_stream
 
     cap = cv2.VideoCapture(str(video))
     ok, first = cap.read()
@@ -120,7 +120,7 @@ def bench_video(clf, video: Path, *, runs: int, rounds: int = 3) -> dict:
     per_round = []
     for _ in range(rounds):
         p50 = bench_inference_p50(clf, first, runs=runs)
-        report = run_stream(clf, VideoFileSource(video), handle_signals=False)
+        report = run_stream(clf, VideoFileSource(video), StreamOptions(handle_signals=False))
         per_round.append({"inference_p50_ms": p50, "pipeline_fps": report.fps, "ratio": report.fps * p50 / 1000.0,
                           "in_pipeline_inference_p50_ms": report.stages["inference"]["p50_ms"],
                           "input_wait_p50_ms": report.input_wait["p50_ms"],
@@ -151,13 +151,13 @@ def bench_live(clf, *, seconds: float, fps: float = 30.0) -> dict:
     import threading
 
     from edgecv.runtimes.sources import FakeCapture, LiveSource
-    from edgecv.runtimes.stream import run_stream
+    from edgecv.runtimes.stream import StreamOptions, run_stream
 
     src = LiveSource(lambda: FakeCapture(fps=fps, size=(640, 480)), name=f"fake {fps:g} fps camera")
     stop = threading.Event()
     timer = threading.Timer(seconds, stop.set)
     timer.start()
-    report = run_stream(clf, src, stop=stop, handle_signals=False)
+    report = run_stream(clf, src, StreamOptions(handle_signals=False), stop=stop)
     timer.cancel()
     s = report.stages
     period = s["preprocess"]["p50_ms"] + s["inference"]["p50_ms"] + s["postprocess"]["p50_ms"]

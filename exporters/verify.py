@@ -22,6 +22,7 @@ import numpy as np
 from edgecv.exporters.samples import SampleSet, batch_arrays
 
 from edgecv.errors import ModelError
+from edgecv.postprocess import top_k
 from edgecv.preprocess import PreprocessSpec
 from edgecv.tokenizer import WordTokenizer
 
@@ -144,10 +145,10 @@ def compare(reference: np.ndarray, candidate: np.ndarray) -> dict[str, float]:
     diff = np.abs(candidate.astype(np.float64) - reference.astype(np.float64))
     scale = max(float(np.max(np.abs(reference), initial=0.0)), 1e-12)
     k = min(5, reference.shape[1])
-    # stable sorts: int8 logits can tie exactly, and top-1 must then be the same class that
-    # argmax (accuracy, the runtime) picks, the lowest index
-    top_ref = np.argsort(-reference, axis=1, kind="stable")[:, :k]
-    top_cand = np.argsort(-candidate, axis=1, kind="stable")[:, :k]
+    # the runtime's own ranking: int8 logits can tie exactly, and top-1 must then be the class
+    # that argmax (accuracy, the runtime) picks, the lowest index
+    top_ref, _ = top_k(reference, k)
+    top_cand, _ = top_k(candidate, k)
     overlap = [len(set(a) & set(b)) / k for a, b in zip(top_ref, top_cand)]
     return {
         "max_abs": float(diff.max(initial=0.0)),

@@ -6,22 +6,21 @@ from __future__ import annotations
 
 from edgecv.runtimes.classifier import (
     Classifier,
-    InputInfo,
     Prediction,
     Timings,
     TopK,
-    check_input,
     load,
 )
 from edgecv.runtimes.foreign import PreprocessOverrides
+from edgecv.runtimes.inputs import InputInfo, check_input
 from edgecv.runtimes.labels import imagenet_labels, load_labels
 from edgecv.runtimes.session import PROVIDER_CHOICES, SessionInfo, create_session
 from edgecv.runtimes.sources import FakeCapture, LiveSource, open_source
-from edgecv.runtimes.stream import StreamReport, run_pipeline, run_stream
+from edgecv.runtimes.stream import StreamOptions, StreamReport, run_pipeline, run_stream
 
 __all__ = [
     "PROVIDER_CHOICES", "SessionInfo", "create_session",
     "Classifier", "InputInfo", "Prediction", "Timings", "TopK", "check_input", "load",
     "PreprocessOverrides", "imagenet_labels", "load_labels",
-    "FakeCapture", "LiveSource", "open_source", "StreamReport", "run_pipeline", "run_stream",
+    "FakeCapture", "LiveSource", "open_source", "StreamOptions", "StreamReport", "run_pipeline", "run_stream",
 ]

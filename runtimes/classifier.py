@@ -19,67 +19,18 @@ from typing import Any, NamedTuple, Sequence, Union
 
 import numpy as np
 from edgecv.runtimes.foreign import PreprocessOverrides, build_spec
+from edgecv.runtimes.inputs import ORT_DTYPES, InputInfo, check_input  # noqa: F401 - re-exported here
 from edgecv.runtimes.labels import fit_labels, load_labels
 from edgecv.runtimes.session import SessionInfo, create_session
 
 from edgecv.contract import ModelContract, contract_from_session
 from edgecv.errors import InputError, ModelError
 from edgecv.postprocess import squeeze_logits, to_probabilities
+from edgecv.postprocess import top_k as rank_top_k
 from edgecv.preprocess import PreprocessSpec, load_image, preprocess_image
 from edgecv.tokenizer import WordTokenizer
 
 ImageLike = Union[np.ndarray, str, os.PathLike]
-
-# ONNX Runtime type strings -> numpy dtypes for the inputs a classifier can have.
-ORT_DTYPES: dict[str, Any] = {
-    "tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(double)": np.float64,
-    "tensor(int64)": np.int64, "tensor(int32)": np.int32, "tensor(uint8)": np.uint8,
-}
-
-
-@dataclass(frozen=True)
-class InputInfo:
-    """One real graph input: fixed dims are ints, dynamic dims are None (``symbols`` keeps names)."""
-
-    name: str
-    shape: tuple[int | None, ...]
-    dtype: Any  # numpy dtype class
-    symbols: tuple[str, ...] = ()
-
-    @classmethod
-    def from_ort(cls, arg: Any) -> InputInfo:
-        if arg.type not in ORT_DTYPES:
-            raise ModelError(f"input {arg.name!r} has type {arg.type}: expected a float, float16 or int tensor")
-        dims = tuple(d if isinstance(d, int) and d > 0 else None for d in arg.shape)
-        symbols = tuple(str(d) if isinstance(d, int) and d > 0 else (d if isinstance(d, str) else "?")
-                        for d in arg.shape)
-        return cls(arg.name, dims, ORT_DTYPES[arg.type], symbols)
-
-    def describe(self) -> str:
-        return f"({', '.join(self.symbols)}) {np.dtype(self.dtype).name}"
-
-    @property
-    def fixed_batch(self) -> int | None:
-        return self.shape[0] if self.shape else None
-
-
-def check_input(x: np.ndarray, info: InputInfo, *, source: str = "model") -> None:
-    """Raise :class:`InputError` naming expected vs got unless ``x`` fits ``info`` (batch may be
-    any size for a fixed-batch model: :meth:`Classifier.run` splits it)."""
-    if x.ndim == len(info.shape) and x.dtype == np.dtype(info.dtype) and all(
-            axis == 0 or want is None or want == have
-            for axis, (want, have) in enumerate(zip(info.shape, x.shape))):
-        return  # the per-frame fast path: no message formatting
-    got = f"({', '.join(str(d) for d in x.shape)}) {x.dtype.name}"
-    if x.ndim != len(info.shape):
-        raise InputError(f"{source}: input {info.name!r} expects rank {len(info.shape)} {info.describe()}, got {got}")
-    if x.dtype != np.dtype(info.dtype):
-        raise InputError(f"{source}: input {info.name!r} expects dtype {np.dtype(info.dtype).name} "
-                         f"{info.describe()}, got {got}")
-    for axis, (want, have) in enumerate(zip(info.shape, x.shape)):
-        if axis > 0 and want is not None and want != have:
-            raise InputError(f"{source}: input {info.name!r} expects {info.describe()} (dim {axis} fixed "
-                             f"at {want}), got {got}")
 
 
 class TopK(NamedTuple):
@@ -239,20 +190,17 @@ class Classifier:
         return to_probabilities(scores)
 
     def top_k(self, probs: np.ndarray, k: int = 5) -> list[list[TopK]]:
-        """(N, C) probabilities -> per row the ``k`` best classes, best first."""
+        """(N, C) probabilities -> per row the ``k`` best classes, best first (ties: lower class
+        index first); the ranking is :func:`edgecv.postprocess.top_k`, this only names classes."""
         if self._labels is None:
             self._labels = fit_labels(None, probs.shape[-1])
         elif len(self._labels) != probs.shape[-1]:
             raise ModelError(f"{self.path.name}: output has {probs.shape[-1]} classes but "
                              f"{len(self._labels)} labels are set")
-        k = max(1, min(k, probs.shape[-1]))
-        out = []
-        for row in probs:  # 1-D argpartition + sort of k: fewer numpy calls than the batched form
-            neg = -row
-            part = np.sort(np.argpartition(neg, k - 1)[:k]) if k < row.shape[0] else np.arange(row.shape[0])
-            best = part[np.argsort(neg[part], kind="stable")]  # ties: lower class index first
-            out.append([TopK(self._labels[i], int(i), float(row[i])) for i in best.tolist()])
-        return out
+        labels = self._labels
+        idx, vals = rank_top_k(probs, k)
+        return [[TopK(labels[i], i, v) for i, v in zip(row_idx, row_vals)]
+                for row_idx, row_vals in zip(idx.tolist(), vals.tolist())]
 
     # ------------------------------------------------------------------ public API
     def predict(self, images: ImageLike | Sequence[ImageLike], top_k: int = 5) -> Prediction | list[Prediction]:

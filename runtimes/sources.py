@@ -12,7 +12,6 @@
 from __future__ import annotations
 
 import os
-import queue
 import threading
 import time
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from typing import Any, Callable, Iterator, Sequence
 import cv2
 import numpy as np
 from edgecv.runtimes.fake_capture import FakeCapture  # noqa: F401 - part of this module's API
+from edgecv.runtimes.workers import Producer
 
 from edgecv.errors import EdgecvError, InputError
 from edgecv.preprocess import IMAGE_EXTENSIONS, load_image
@@ -70,59 +70,29 @@ class Source:
 
 
 # ----------------------------------------------------------------------------- ordered sources
-_END = object()
-
-
 class _OrderedReader(Source):
-    """Runs ``self._produce(put)`` in a thread; iteration yields its frames in order."""
+    """Runs ``self._produce(put)`` on a :class:`~edgecv.runtimes.workers.Producer` thread;
+    iteration yields its frames in order."""
 
     def __init__(self, *, prefetch: int = 8) -> None:
         super().__init__()
-        self._queue: queue.Queue[Any] = queue.Queue(maxsize=max(1, prefetch))
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._prefetch = prefetch
+        self._stop = threading.Event()  # also seen by ``_produce`` loops between frames
+        self._producer: Producer[Frame] | None = None
 
     def _produce(self, put: Callable[[Any], bool]) -> None:
         raise NotImplementedError
 
-    def _put(self, item: Any) -> bool:
-        while not self._stop.is_set():
-            try:
-                self._queue.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def _run(self) -> None:
-        try:
-            self._produce(self._put)
-        except BaseException as exc:  # noqa: BLE001 - re-raised in the consumer thread
-            self._put(exc)
-        finally:
-            self._put(_END)
-
     def __iter__(self) -> Iterator[Frame]:
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._run, name=f"edgecv-reader-{self.name}", daemon=True)
-            self._thread.start()
-        while True:
-            try:
-                item = self._queue.get(timeout=0.1)
-            except queue.Empty:
-                if self._stop.is_set():
-                    return
-                continue
-            if item is _END:
-                return
-            if isinstance(item, BaseException):
-                raise item
-            yield item
+        if self._producer is None:  # created here: subclasses set ``name`` after __init__
+            self._producer = Producer(self._produce, maxsize=self._prefetch, name=f"edgecv-reader-{self.name}",
+                                      stop=self._stop)
+        return iter(self._producer)
 
     def close(self) -> None:
         self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
+        if self._producer is not None:
+            self._producer.close(timeout=5)
 
 
 def collect_images(paths: Sequence[str | os.PathLike[str]]) -> list[Path]:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,69 @@ Examples:
   edgecv infer sentiment.onnx --text "the movie was great" --show-attention
   edgecv infer mobilenetv2.onnx dog.jpg --labels imagenet --resize 256 --crop 224
 """
+
+
+@dataclass
+class InferOptions:
+    """Every ``edgecv infer`` flag, one field each (click passes them by these names), so the
+    command and its helpers share one typed value instead of passing 31 parameters on."""
+
+    model: Path
+    inputs: tuple[str, ...] = ()
+    camera: int | None = None
+    texts: tuple[str, ...] = ()
+    text_file: Path | None = None
+    provider: str = "auto"
+    allow_fallback: bool = False
+    threads: int | None = None
+    top_k: int = 5
+    batch_size: int = 1
+    stride: int = 1
+    max_frames: int | None = None
+    smooth: float | None = None
+    labels: str | None = None
+    # preprocessing for foreign models (parsed and checked by edgecv.runtimes.foreign)
+    size: str | None = None
+    resize: int | None = None
+    crop: int | None = None
+    stretch: bool = False
+    scale: float | None = None
+    mean: str | None = None
+    std: str | None = None
+    bgr: bool = False
+    # outputs
+    json_path: str | None = None
+    csv_path: str | None = None
+    save_path: Path | None = None
+    report_path: Path | None = None
+    show: bool = False
+    show_attention: bool = False
+    retries: int = 5
+    quiet: bool = False
+    verbose: bool = False
+
+    def text_items(self) -> list[str]:
+        """``--text`` values, then every non-empty line of ``--text-file``."""
+        items = list(self.texts)
+        if self.text_file is not None:
+            items += [ln.strip() for ln in self.text_file.read_text(encoding="utf-8").splitlines() if ln.strip()]
+        return items
+
+    def preprocess_overrides(self) -> dict[str, Any]:
+        """The preprocessing flags that were given, as ``load(**overrides)`` keywords."""
+        given = dict(size=self.size, resize=self.resize, crop=self.crop, scale=self.scale, mean=self.mean,
+                     std=self.std)
+        overrides: dict[str, Any] = {k: v for k, v in given.items() if v is not None}
+        if self.stretch:
+            overrides["stretch"] = True
+        if self.bgr:
+            overrides["bgr"] = True
+        return overrides
+
+    @property
+    def out(self) -> Any:
+        """Human output goes to stderr when the JSON lines take stdout."""
+        return sys.stderr if self.json_path == "-" else sys.stdout
 
 
 @click.command("infer", epilog=EXAMPLES)
@@ -64,13 +128,7 @@ Examples:
               help="Stream reconnect attempts (back-off 0.5 s doubling to 8 s) before exit 1.")
 @click.option("--quiet", "-q", is_flag=True, help="Only the summary, no per-image lines.")
 @click.option("--verbose", is_flag=True, help="Show ONNX Runtime's own log.")
-def infer(model: Path, inputs: tuple[str, ...], camera: int | None, texts: tuple[str, ...],
-          text_file: Path | None, provider: str, allow_fallback: bool, threads: int | None, top_k: int,
-          batch_size: int, stride: int, max_frames: int | None, smooth: float | None, labels: str | None,
-          size: str | None, resize: int | None, crop: int | None, stretch: bool, scale: float | None,
-          mean: str | None, std: str | None, bgr: bool, json_path: str | None, csv_path: str | None,
-          save_path: Path | None, report_path: Path | None, show: bool, show_attention: bool, retries: int,
-          quiet: bool, verbose: bool) -> None:
+def infer(**params: Any) -> None:
     """Classify images, folders, video, cameras, streams or text with an .onnx model.
 
     Reads labels and preprocessing from the model's edgecv metadata; foreign models use the
@@ -79,52 +137,41 @@ def infer(model: Path, inputs: tuple[str, ...], camera: int | None, texts: tuple
     """
     from edgecv.runtimes.classifier import load
 
-    text_items = list(texts)
-    if text_file is not None:
-        text_items += [ln.strip() for ln in text_file.read_text(encoding="utf-8").splitlines() if ln.strip()]
-    modes = sum(bool(x) for x in (inputs, camera is not None, text_items))
+    opts = InferOptions(**params)
+    text_items = opts.text_items()
+    modes = sum(bool(x) for x in (opts.inputs, opts.camera is not None, text_items))
     if modes != 1:
         raise click.UsageError("give exactly one of: INPUTS (images/folders/video/URL), --camera N, --text/--text-file")
-    overrides: dict[str, Any] = {k: v for k, v in dict(size=size, resize=resize, crop=crop, scale=scale,
-                                                        mean=mean, std=std).items() if v is not None}
-    if stretch:
-        overrides["stretch"] = True
-    if bgr:
-        overrides["bgr"] = True
-    clf = load(model, provider=provider, threads=threads, verbose=verbose, allow_fallback=allow_fallback,
-               labels=labels, **overrides)
-    out = sys.stderr if json_path == "-" else sys.stdout
+    clf = load(opts.model, provider=opts.provider, threads=opts.threads, verbose=opts.verbose,
+               allow_fallback=opts.allow_fallback, labels=opts.labels, **opts.preprocess_overrides())
     for notice in clf.info.notices:
         click.echo(notice, err=True)
-    click.echo(clf.describe(), file=out)
+    click.echo(clf.describe(), file=opts.out)
     if text_items:
-        _infer_text(clf, text_items, top_k=top_k, json_path=json_path, show_attention=show_attention,
-                    quiet=quiet, out=out)
+        _infer_text(clf, text_items, opts)
         return
-    _infer_stream(clf, inputs, camera=camera, top_k=top_k, batch_size=batch_size, stride=stride,
-                  max_frames=max_frames, smooth=smooth, json_path=json_path, csv_path=csv_path,
-                  save_path=save_path, report_path=report_path, show=show, retries=retries, quiet=quiet, out=out)
+    _infer_stream(clf, opts)
 
 
-def _infer_text(clf: Any, texts: list[str], *, top_k: int, json_path: str | None, show_attention: bool,
-                quiet: bool, out: Any) -> None:
+def _infer_text(clf: Any, texts: list[str], opts: InferOptions) -> None:
     from edgecv.errors import InputError
     from edgecv.runtimes.attention_view import format_attention
     from edgecv.runtimes.outputs import JsonlSink
 
-    if show_attention and clf.attention_name is None:
+    if opts.show_attention and clf.attention_name is None:
         raise InputError(f"{clf.path.name}: has no 'attention' output; export an attention model with "
                          f"attention weights to use --show-attention")
-    preds = clf.predict_text(texts, top_k=top_k, attention=show_attention)
-    sink = JsonlSink(json_path) if json_path else None
+    preds = clf.predict_text(texts, top_k=opts.top_k, attention=opts.show_attention)
+    out = opts.out
+    sink = JsonlSink(opts.json_path) if opts.json_path else None
     try:
         for i, pred in enumerate(preds):
             if sink is not None:
                 sink.write_dict({"source": pred.source, "frame": i, **pred.to_dict()})
-            if not quiet:
+            if not opts.quiet:
                 ranked = ", ".join(f"{t.label} {t.prob:.3f}" for t in pred.top_k)
                 click.echo(f"{pred.label:<12} {pred.prob:6.3f}  {_clip(pred.source, 60)!r}  [{ranked}]", file=out)
-            if show_attention and pred.attention is not None:
+            if opts.show_attention and pred.attention is not None:
                 click.echo(format_attention(pred.tokens or [], pred.attention), file=out)
     finally:
         if sink is not None:
@@ -139,69 +186,84 @@ def _clip(text: str, n: int) -> str:
     return text if len(text) <= n else text[: n - 3] + "..."
 
 
-def _infer_stream(clf: Any, inputs: tuple[str, ...], *, camera: int | None, top_k: int, batch_size: int,
-                  stride: int, max_frames: int | None, smooth: float | None, json_path: str | None,
-                  csv_path: str | None, save_path: Path | None, report_path: Path | None, show: bool,
-                  retries: int, quiet: bool, out: Any) -> None:
+def _infer_stream(clf: Any, opts: InferOptions) -> None:
+    """Images, folders, video, camera or URL through the stream loop, then the end summary."""
     import threading
 
     from edgecv.errors import InputError
     from edgecv.io import write_json_atomic
-    from edgecv.runtimes.outputs import (
-        CsvSink,
-        JsonlSink,
-        ShowSink,
-        VideoSink,
-        format_summary,
-    )
+    from edgecv.runtimes.outputs import format_summary
     from edgecv.runtimes.sources import ImageSource, open_source
-    from edgecv.runtimes.stream import run_stream
+    from edgecv.runtimes.stream import StreamOptions, run_stream
 
     if clf.task != "image":
         raise InputError(f"{clf.path.name}: is a text model; use --text or --text-file")
-    source = open_source(inputs, camera=camera, stride=stride, retries=retries)
+    source = open_source(opts.inputs, camera=opts.camera, stride=opts.stride, retries=opts.retries)
     is_images = isinstance(source, ImageSource)
     stop = threading.Event()
+    sinks = _open_sinks(opts, source, stop, is_images=is_images)
+    bar = _progress_bar(source, opts, is_images=is_images)
+    stream_opts = StreamOptions(top_k=opts.top_k, smooth=opts.smooth, max_frames=opts.max_frames,
+                                batch_size=opts.batch_size if is_images else 1)
+    try:
+        report = run_stream(clf, source, stream_opts, sinks=sinks, stop=stop,
+                            on_result=_result_printer(opts, bar, is_images=is_images))
+    finally:
+        if bar is not None:
+            bar.close()
+    click.echo(format_summary(report), file=opts.out)
+    if opts.report_path is not None:
+        write_json_atomic(opts.report_path, report.to_dict())
+    if report.frames == 0 and not report.interrupted:
+        raise InputError(f"{source.name}: no frames could be classified"
+                         + (f" ({len(report.unreadable)} unreadable inputs)" if report.unreadable else ""))
+
+
+def _open_sinks(opts: InferOptions, source: Any, stop: Any, *, is_images: bool) -> list[Any]:
+    """The outputs asked for; if one cannot be opened, those already open and the source are
+    closed before the error propagates (no half-written files, no capture thread left running)."""
+    from edgecv.errors import InputError
+    from edgecv.runtimes.outputs import CsvSink, JsonlSink, ShowSink, VideoSink
+
     sinks: list[Any] = []
     try:
-        if json_path:
-            sinks.append(JsonlSink(json_path))
-        if csv_path:
-            sinks.append(CsvSink(csv_path))
-        if save_path is not None:
+        if opts.json_path:
+            sinks.append(JsonlSink(opts.json_path))
+        if opts.csv_path:
+            sinks.append(CsvSink(opts.csv_path))
+        if opts.save_path is not None:
             if is_images:
-                raise InputError(f"{save_path}: --save needs a video, camera or stream input")
-            fps = None if source.live or source.fps is None else source.fps / stride
-            sinks.append(VideoSink(save_path, fps=fps))
-        if show:
+                raise InputError(f"{opts.save_path}: --save needs a video, camera or stream input")
+            fps = None if source.live or source.fps is None else source.fps / opts.stride
+            sinks.append(VideoSink(opts.save_path, fps=fps))
+        if opts.show:
             sinks.append(ShowSink(stop))
     except BaseException:
         for sink in sinks:
             sink.close()
         source.close()
         raise
-    total = len(source) if is_images else getattr(source, "frame_count", None)
-    bar = None
-    if sys.stdout.isatty() and not source.live and not (is_images and total is not None and total < 20):
-        from tqdm import tqdm
-        bar = tqdm(total=(-(-total // stride) if total and not is_images else total), unit="frame", leave=False)
+    return sinks
 
+
+def _progress_bar(source: Any, opts: InferOptions, *, is_images: bool) -> Any:
+    """A tqdm bar for files on a terminal (not for live sources or a handful of images)."""
+    total = len(source) if is_images else getattr(source, "frame_count", None)
+    if not sys.stdout.isatty() or source.live or (is_images and total is not None and total < 20):
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=(-(-total // opts.stride) if total and not is_images else total), unit="frame", leave=False)
+
+
+def _result_printer(opts: InferOptions, bar: Any, *, is_images: bool) -> Any:
+    """Per result: advance the bar, or print one line per image (not for video frames)."""
     def on_result(result: Any) -> None:
         if bar is not None:
             bar.update(1)
-        elif is_images and not quiet and json_path != "-":
+        elif is_images and not opts.quiet and opts.json_path != "-":
             ranked = ", ".join(f"{t.label} {t.prob:.3f}" for t in result.top_k)
-            click.echo(f"{result.source}  {result.top_k[0].label} {result.top_k[0].prob:.3f}  [{ranked}]", file=out)
+            click.echo(f"{result.source}  {result.top_k[0].label} {result.top_k[0].prob:.3f}  [{ranked}]",
+                       file=opts.out)
 
-    try:
-        report = run_stream(clf, source, top_k=top_k, smooth=smooth, sinks=sinks, stop=stop,
-                            max_frames=max_frames, batch_size=batch_size if is_images else 1, on_result=on_result)
-    finally:
-        if bar is not None:
-            bar.close()
-    click.echo(format_summary(report), file=out)
-    if report_path is not None:
-        write_json_atomic(report_path, report.to_dict())
-    if report.frames == 0 and not report.interrupted:
-        raise InputError(f"{source.name}: no frames could be classified"
-                         + (f" ({len(report.unreadable)} unreadable inputs)" if report.unreadable else ""))
+    return on_result

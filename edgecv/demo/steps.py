@@ -81,7 +81,7 @@ def stream(cfg: DemoConfig, out: Path, report: Any, *, say: Callable[[str], None
     from edgecv.runtimes.classifier import load
     from edgecv.runtimes.outputs import JsonlSink, VideoSink
     from edgecv.runtimes.sources import VideoFileSource
-    from edgecv.runtimes.stream import run_stream
+    from edgecv.runtimes.stream import StreamOptions, run_stream
 
     int8 = report.stage("int8")
     model_path = Path(int8.file) if int8 is not None and int8.file and int8.status in ("ok", "warning") \
@@ -105,7 +105,7 @@ def stream(cfg: DemoConfig, out: Path, report: Any, *, say: Callable[[str], None
             bar.update(1)
 
     try:
-        stream_report = run_stream(clf, source, top_k=3, sinks=sinks, on_result=on_result)
+        stream_report = run_stream(clf, source, StreamOptions(top_k=3), sinks=sinks, on_result=on_result)
     finally:
         if bar is not None:
             bar.close()

@@ -48,10 +48,14 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        """From a saved config (checkpoint, ``config.json``); unknown keys are ignored, so runs
+        written by an older or newer edgecv still load."""
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in known})
 
     def validate(self) -> None:
+        """Reject impossible settings up front with an error naming the option, before any data
+        is read or a process group is joined."""
         if self.epochs < 1:
             raise InputError(f"--epochs {self.epochs}: expected >= 1")
         if self.batch_size < 1:

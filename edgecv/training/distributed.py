@@ -28,10 +28,12 @@ class DistInfo:
 
     @property
     def is_main(self) -> bool:
+        """Rank 0: the one process that prints and writes files."""
         return self.rank == 0
 
 
 def env_world_size() -> int:
+    """torchrun's ``WORLD_SIZE``; 1 when unset or malformed, so a stray variable never breaks a plain run."""
     try:
         return int(os.environ.get("WORLD_SIZE", "1"))
     except ValueError:
@@ -86,6 +88,7 @@ def cleanup_distributed(info: DistInfo, *, succeeded: bool = True) -> None:
 
 
 def barrier(info: DistInfo) -> None:
+    """Wait for every rank (no-op in a single process), e.g. until rank 0 has written a file."""
     if info.enabled:
         import torch.distributed as dist
 

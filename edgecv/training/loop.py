@@ -17,6 +17,8 @@ from edgecv.training.distributed import DistInfo, all_reduce_sum, gather_lists
 
 @dataclass
 class EpochResult:
+    """One pass over a loader, already summed over all ranks, so every rank logs the same numbers."""
+
     loss: float
     acc: float
     samples: int
@@ -26,6 +28,7 @@ class EpochResult:
 
     @property
     def samples_per_s(self) -> float:
+        """Throughput of the pass (0 for an empty one, rather than dividing by zero)."""
         return self.samples / self.seconds if self.seconds > 0 else 0.0
 
 

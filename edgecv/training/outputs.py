@@ -43,10 +43,12 @@ class RunLog:
                 handle.write(message.rstrip("\n") + "\n")
 
     def warn(self, message: str) -> None:
+        """Warnings go to stderr even with ``quiet``: they point at problems in the data."""
         self(f"Warning: {message}", err=True)
 
 
 def write_metrics_csv(path: Path, history: Sequence[dict[str, Any]]) -> Path:
+    """The whole history as CSV (rewritten each epoch, so a resumed run continues the same file)."""
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=list(METRIC_COLUMNS), extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
@@ -92,6 +94,7 @@ def write_confusion(out_dir: Path, confusion: np.ndarray, classes: Sequence[str]
 
 
 def write_summary(out_dir: Path, summary: dict[str, Any]) -> Path:
+    """``summary.json``, rewritten every epoch, so an interrupted run still says where it stands."""
     return write_json_atomic(out_dir / "summary.json", summary)
 
 

@@ -4,7 +4,6 @@ schedule, device. Kept apart from the run loop in :mod:`edgecv.training.trainer`
 """
 from __future__ import annotations
 
-import inspect
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +28,8 @@ if TYPE_CHECKING:
 
 @dataclass
 class DataBundle:
+    """The data side of a run, image or text, in one shape, so the trainer needs no task switch."""
+
     task: str  # "image" | "text"
     classes: list[str]
     train_set: Any
@@ -59,14 +60,6 @@ def select_device(name: str) -> Any:
         return torch.device(name)
     except RuntimeError:
         raise InputError(f"--device {name!r}: expected auto, cpu, cuda, cuda:N or mps") from None
-
-
-def builder_parameters(model_name: str) -> set[str]:
-    """Keyword arguments the registered builder accepts (to pass only what it understands)."""
-    from edgecv.models.registry import get_model_builder
-
-    # raises UnknownModelError listing the valid names
-    return set(inspect.signature(get_model_builder(model_name)).parameters)
 
 
 def image_spec(cfg: TrainConfig, model_name: str) -> PreprocessSpec:
@@ -191,6 +184,7 @@ def default_workers(task: str) -> int:
 def build_model(cfg: TrainConfig, data: DataBundle) -> Any:
     """Create the registered model for this data set (class count, channels, size, vocabulary)."""
     from edgecv.models import create_model, get_model_spec
+    from edgecv.models.registry import builder_parameters
 
     spec = get_model_spec(cfg.model)
     if spec.task != data.task:
@@ -246,6 +240,7 @@ def build_optimizer(cfg: TrainConfig, model: Any, task: str) -> Any:
 
 
 def default_lr(optimizer: str) -> float:
+    """A learning rate that works for small from-scratch runs; SGD needs a much larger one than AdamW."""
     return 0.05 if optimizer == "sgd" else 1e-3
 
 
@@ -265,6 +260,7 @@ class WarmupCosine:
 
 
 def build_scheduler(cfg: TrainConfig, optimizer: Any, steps_per_epoch: int) -> Any:
+    """Per-step :class:`WarmupCosine` (stepped every batch, so short runs still warm up smoothly)."""
     import torch
 
     schedule = WarmupCosine(cfg.epochs * steps_per_epoch, round(cfg.warmup_epochs * steps_per_epoch))

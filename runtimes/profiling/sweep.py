@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
+from edgecv.runtimes.inputs import InputInfo
 from edgecv.runtimes.profiling.timing import (
     ColdStart,
     LatencyStats,
@@ -25,23 +26,8 @@ from edgecv.runtimes.profiling.timing import (
 
 from edgecv.errors import InputError
 
-# onnx.TensorProto element type -> numpy dtype
-_ONNX_DTYPES = {1: np.float32, 2: np.uint8, 3: np.int8, 6: np.int32, 7: np.int64, 9: np.bool_,
-                10: np.float16, 11: np.float64}
-
-
 _QUANT_OPS = {"QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear", "QLinearConv", "QLinearMatMul",
               "MatMulInteger", "ConvInteger", "DynamicQuantizeMatMul", "MatMulIntegerToFloat"}
-
-
-@dataclass
-class InputInfo:
-    """One real graph input: dims are ints (fixed) or None (dynamic/symbolic)."""
-
-    name: str
-    dtype: Any
-    dims: list[int | None]
-    vocab_size: int | None = None  # rows of the embedding table an int input indexes, if known
 
 
 @dataclass
@@ -71,16 +57,8 @@ def inspect_model(path: str | os.PathLike[str]) -> ModelInfo:
     model = load_onnx(path, load_external_data=False)
     contract = contract_from_model(model, source=str(path))
     vocab = _gather_vocab(model)
-    inputs = []
-    for inp in graph_inputs(model):
-        tensor = inp.type.tensor_type
-        dtype = _ONNX_DTYPES.get(tensor.elem_type)
-        if dtype is None:
-            raise InputError(f"{path}: input {inp.name!r} has element type {tensor.elem_type}; "
-                             f"expected a float, float16, integer or bool tensor")
-        dims = [d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else None
-                for d in tensor.shape.dim]
-        inputs.append(InputInfo(inp.name, dtype, dims, vocab.get(inp.name)))
+    inputs = [InputInfo.from_onnx(inp, vocab_size=vocab.get(inp.name), source=str(path))
+              for inp in graph_inputs(model)]
     task = contract.task if contract is not None else (
         "text" if any(np.issubdtype(i.dtype, np.integer) for i in inputs) else "image")
     quantized = any(n.op_type in _QUANT_OPS for n in model.graph.node)
@@ -148,7 +126,7 @@ def _vocab_size(info: ModelInfo, inp: InputInfo) -> int:
 
 def _resolve_shape(info: ModelInfo, inp: InputInfo, *, batch: int, seq_len: int | None,
                    given: list[int] | None) -> list[int]:
-    dims = list(inp.dims)
+    dims = list(inp.shape)
     if given is not None:
         if len(given) != len(dims):
             raise InputError(f"--shape {inp.name}={','.join(map(str, given))}: {info.name} input "
@@ -161,14 +139,14 @@ def _resolve_shape(info: ModelInfo, inp: InputInfo, *, batch: int, seq_len: int 
         return []
     if dims[0] is not None and dims[0] != batch:
         raise InputError(f"{info.name}: input {inp.name!r} has a fixed batch size of {dims[0]} "
-                         f"({_fmt_dims(inp.dims)}), cannot run --batch {batch}; re-export with a "
+                         f"({_fmt_dims(inp.shape)}), cannot run --batch {batch}; re-export with a "
                          f"dynamic batch axis or use --batch {dims[0]}")
     dims[0] = batch
     if info.is_text and len(dims) == 2 and dims[1] is None:
         dims[1] = seq_len or _default_seq_len(info)
         if dims[1] is None:
             raise InputError(f"{info.name}: input {inp.name!r} has a dynamic sequence length "
-                             f"({_fmt_dims(inp.dims)}); pass --seq-len 64 (or --shape {inp.name}={batch},64)")
+                             f"({_fmt_dims(inp.shape)}); pass --seq-len 64 (or --shape {inp.name}={batch},64)")
     elif info.is_text and len(dims) == 2 and seq_len is not None and dims[1] != seq_len:
         raise InputError(f"{info.name}: input {inp.name!r} has a fixed sequence length of {dims[1]}, "
                          f"cannot run --seq-len {seq_len}")
@@ -177,7 +155,7 @@ def _resolve_shape(info: ModelInfo, inp: InputInfo, *, batch: int, seq_len: int 
         layout = spec.input_shape(batch)
         dims = [d if d is not None else int(layout[i]) for i, d in enumerate(dims)]
     if any(d is None for d in dims):
-        raise InputError(f"{info.name}: input {inp.name!r} has dynamic dims ({_fmt_dims(inp.dims)}) "
+        raise InputError(f"{info.name}: input {inp.name!r} has dynamic dims ({_fmt_dims(inp.shape)}) "
                          f"that cannot be inferred; pass --shape {inp.name}={_example(dims)} "
                          f"(with the model's real sizes)")
     return [int(d) for d in dims]

@@ -15,7 +15,7 @@ from edgecv.runtimes import TopK, load  # noqa: E402
 from edgecv.runtimes.attention_view import attention_matrix, attention_rows, format_attention  # noqa: E402
 from edgecv.runtimes.overlay import draw_overlay  # noqa: E402
 from edgecv.runtimes.sources import ImageSource  # noqa: E402
-from edgecv.runtimes.stream import run_stream  # noqa: E402
+from edgecv.runtimes.stream import StreamOptions, run_stream  # noqa: E402
 
 
 @pytest.mark.parametrize("shape", [(240, 320, 3), (1080, 1920, 3), (60, 80)])
@@ -64,4 +64,4 @@ def test_smooth_alpha_checked(tmp_path):
     clf = load(F.image_model(tmp_path / "m.onnx"), provider="cpu", threads=1)
     F.write_images(tmp_path / "imgs", ["red"], nested=False)
     with pytest.raises(InputError, match="smooth 1.5: expected ALPHA in \\(0, 1\\]"):
-        run_stream(clf, ImageSource([tmp_path / "imgs"]), smooth=1.5, handle_signals=False)
+        run_stream(clf, ImageSource([tmp_path / "imgs"]), StreamOptions(smooth=1.5, handle_signals=False))

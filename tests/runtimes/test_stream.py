@@ -18,7 +18,7 @@ import _infer_fixtures as F  # noqa: E402
 from edgecv.runtimes import load  # noqa: E402
 from edgecv.runtimes import sources as S  # noqa: E402
 from edgecv.runtimes.outputs import CsvSink, JsonlSink, VideoSink, format_summary  # noqa: E402
-from edgecv.runtimes.stream import RingStats, run_pipeline, run_stream  # noqa: E402
+from edgecv.runtimes.stream import RingStats, StreamOptions, run_pipeline, run_stream  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +47,8 @@ def test_video_every_frame_in_order(tmp_path, clf):
     colours = F.video_colours(45)
     video = F.write_video(tmp_path / "v.mp4", colours)
     got = []
-    report = run_stream(clf, S.VideoFileSource(video), top_k=2, on_result=got.append, handle_signals=False)
+    report = run_stream(clf, S.VideoFileSource(video), StreamOptions(top_k=2, handle_signals=False),
+                        on_result=got.append)
     assert [r.frame for r in got] == list(range(45))
     assert [r.top_k[0].label for r in got] == colours
     assert report.frames == 45 and report.dropped == 0 and not report.interrupted and report.fps > 0
@@ -62,8 +63,9 @@ def test_smoothing_is_an_exponential_moving_average(tmp_path, clf):
     colours = ["red"] * 6 + ["blue"] * 6
     video = F.write_video(tmp_path / "v.avi", colours, fourcc="MJPG")
     raw, smooth = [], []
-    run_stream(clf, S.VideoFileSource(video), on_result=raw.append, handle_signals=False)
-    run_stream(clf, S.VideoFileSource(video), smooth=0.3, on_result=smooth.append, handle_signals=False)
+    run_stream(clf, S.VideoFileSource(video), StreamOptions(handle_signals=False), on_result=raw.append)
+    run_stream(clf, S.VideoFileSource(video), StreamOptions(smooth=0.3, handle_signals=False),
+               on_result=smooth.append)
     ema = raw[0].probs
     for r, s in zip(raw, smooth):
         ema = r.probs if r is raw[0] else 0.3 * r.probs + 0.7 * ema
@@ -77,7 +79,8 @@ def test_folder_batches_unreadable_and_sinks(tmp_path, clf):
     F.write_images(tmp_path / "imgs", colours, nested=False)
     (tmp_path / "imgs" / "zz_bad.jpg").write_bytes(b"nope")
     sinks = [JsonlSink(tmp_path / "out.jsonl"), CsvSink(tmp_path / "out.csv")]
-    report = run_stream(clf, S.ImageSource([tmp_path / "imgs"]), sinks=sinks, batch_size=2, handle_signals=False)
+    report = run_stream(clf, S.ImageSource([tmp_path / "imgs"]), StreamOptions(batch_size=2, handle_signals=False),
+                        sinks=sinks)
     assert report.frames == 5 and len(report.unreadable) == 1 and "zz_bad.jpg" in report.unreadable[0]
     lines = [json.loads(x) for x in (tmp_path / "out.jsonl").read_text().splitlines()]
     assert [ln["top_k"][0]["label"] for ln in lines] == colours
@@ -91,7 +94,7 @@ def test_annotated_video_at_source_fps(tmp_path, clf):
     video = F.write_video(tmp_path / "v.mp4", F.video_colours(20), fps=12)
     out = tmp_path / "out" / "ann.mp4"
     src = S.VideoFileSource(video)
-    run_stream(clf, src, sinks=[VideoSink(out, fps=src.fps)], handle_signals=False)
+    run_stream(clf, src, StreamOptions(handle_signals=False), sinks=[VideoSink(out, fps=src.fps)])
     cap = cv2.VideoCapture(str(out))
     assert cap.isOpened() and cap.get(cv2.CAP_PROP_FPS) == pytest.approx(12, abs=0.1)
     n = 0
@@ -116,7 +119,8 @@ def test_live_fake_camera_frame_age_bounded_and_frames_dropped(clf, tmp_path):
     out = tmp_path / "live.mp4"
     timer = threading.Timer(1.5, stop.set)
     timer.start()
-    report = run_stream(clf, src, stop=stop, sinks=[VideoSink(out)], handle_signals=False, warmup=False)
+    report = run_stream(clf, src, StreamOptions(handle_signals=False, warmup=False), stop=stop,
+                        sinks=[VideoSink(out)])
     timer.cancel()
     period_ms = report.stages["preprocess"]["p50_ms"] + report.stages["inference"]["p50_ms"] \
         + report.stages["postprocess"]["p50_ms"]
@@ -140,7 +144,8 @@ def test_stop_event_flushes_outputs(tmp_path, clf):
             stop.set()
 
     sink = JsonlSink(tmp_path / "o.jsonl")
-    report = run_stream(clf, MemorySource(1000), sinks=[sink], stop=stop, on_result=on_result, handle_signals=False)
+    report = run_stream(clf, MemorySource(1000), StreamOptions(handle_signals=False), sinks=[sink], stop=stop,
+                        on_result=on_result)
     assert report.interrupted and report.frames == 7
     assert len((tmp_path / "o.jsonl").read_text().splitlines()) == 7
 
@@ -173,7 +178,8 @@ def test_rss_stays_flat_over_thousands_of_frames(tmp_path, clf):
             marks[r.frame] = proc.memory_info().rss
 
     sink = JsonlSink(tmp_path / "o.jsonl")
-    report = run_stream(clf, MemorySource(4000), sinks=[sink], on_result=on_result, handle_signals=False)
+    report = run_stream(clf, MemorySource(4000), StreamOptions(handle_signals=False), sinks=[sink],
+                        on_result=on_result)
     assert report.frames == 4000
     growth_mb = (marks[3999] - marks[500]) / 2**20
     assert growth_mb < 8, f"RSS grew {growth_mb:.1f} MB over 3500 frames"
