@@ -13,25 +13,21 @@ Order of work, chosen so that bad input fails before anything is written:
 All intermediate files live in a hidden scratch folder beside the output and are removed on any
 exit. A parity failure still writes the files (marked failed in contract and report) so they can
 be inspected; ``ExportReport.passed`` is then False and the CLI exits 1.
+
+The stages themselves are in :mod:`edgecv.exporters.stages`; this module orders them and builds
+the report.
 """
 from __future__ import annotations
 
-import datetime as _dt
 import os
-import platform
-import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
-from edgecv.exporters import quantize as _quantize
 from edgecv.exporters.onnx_export import (
     DEFAULT_OPSET,
     check_opset,
-    count_nodes,
-    export_onnx,
     file_size,
-    save_onnx,
     scratch_dir,
     supports_attention,
 )
@@ -41,20 +37,19 @@ from edgecv.exporters.samples import (
     find_samples,
     random_samples,
 )
-from edgecv.exporters.simplify import simplify
 from edgecv.exporters.source import ExportSource
-from edgecv.exporters.verify import (
-    FP16_MIN_TOP1,
-    FP32_ATOL,
-    FP32_RTOL,
-    INT8_WARN_TOP1,
-    ParityResult,
-    torch_reference,
-    verify_onnx,
+from edgecv.exporters.stages import (
+    REDUCED,
+    ExportRun,
+    StageOutcome,
+    export_fp32,
+    reduced_stage,
+    simplify_fp32,
+    write_files,
 )
+from edgecv.exporters.verify import FP32_ATOL, FP32_RTOL, Reference, torch_reference
 
-from edgecv.contract import ModelContract, embed_contract
-from edgecv.errors import EdgecvError, InputError
+from edgecv.errors import InputError
 
 
 @dataclass
@@ -94,6 +89,8 @@ class StageReport:
 
 @dataclass
 class ExportReport:
+    """What ``run_export`` wrote and how each stage compared with PyTorch (also ``<model>.export.json``)."""
+
     output: Path
     report_path: Path
     task: str
@@ -148,131 +145,32 @@ def run_export(source: ExportSource, opts: ExportOptions, *,
 
     ``progress(message)`` is called as each step starts (the CLI shows it on a terminal).
     """
-    say = progress or (lambda _msg: None)
+    say = progress or _quiet
     check_options(source, opts)
     paths = output_paths(Path(opts.output))
-    warnings = list(source.warnings)
     samples = _parity_samples(source, opts)
-    calib = None
-    if opts.int8 and source.task == "image":
-        calib = find_samples(opts.data, task="image", labels=source.labels, limit=opts.calib_size,
-                             seed=opts.seed + 1)
+    calib = _calibration_samples(source, opts)
     attention = opts.attention and source.task == "text" and supports_attention(source.model)
-    say(f"PyTorch reference on {describe_source(samples)}")
-    reference = torch_reference(source.model, samples, spec=source.spec, tokenizer=source.tokenizer,
-                                max_len=source.max_len, return_attention=attention)
-    if reference.logits.shape[1] != len(source.labels):
-        raise InputError(f"{source.source}: model outputs {reference.logits.shape[1]} classes but "
-                         f"{len(source.labels)} labels are known")
-    if not samples.real:
-        warnings.append("parity measured on random inputs (no --data given); pass --data for real samples")
-    stages: list[StageReport] = []
-    finals: dict[str, tuple[Path, ModelContract]] = {}
+    reference = _torch_reference(source, samples, attention=attention, say=say)
     with scratch_dir(paths["fp32"]) as scratch:
-        # -- fp32 -----------------------------------------------------------------------------
-        say(f"exporting {source.architecture} (opset {opts.opset}, {opts.exporter})")
-        t0 = time.perf_counter()
-        raw = export_onnx(source.model, scratch / "fp32.onnx", opset=opts.opset, task=source.task,
-                          input_shape=source.input_shape, return_attention=attention,
-                          exporter=opts.exporter)
-        export_s = time.perf_counter() - t0
-        fp32_parity = _fp32_verify(raw, reference)
-        fp32_nodes = _nodes(raw)
-        fp32_row = StageReport("fp32", None, "ok" if fp32_parity.passed else "failed",
-                               size=file_size(raw), nodes=fp32_nodes, seconds=export_s,
-                               parity=fp32_parity.to_dict(), note=fp32_parity.error)
-        stages.append(fp32_row)
-        chosen, chosen_parity, simplified = raw, fp32_parity, False
-        # -- simplified -----------------------------------------------------------------------
-        if opts.simplify:
-            checked: dict[str, ParityResult] = {}
-
-            def check(path: Path) -> str | None:
-                checked["result"] = result = _fp32_verify(path, reference, stage="simplified")
-                return None if result.passed else (result.error or "parity failed")
-
-            say("simplifying with onnxsim")
-            sim = simplify(raw, scratch / "simplified.onnx", check=check)
-            if sim.applied:
-                chosen, chosen_parity, simplified = Path(sim.path), checked["result"], True
-                stages.append(StageReport("simplified", str(paths["fp32"]), "ok", size=file_size(chosen),
-                                          nodes=sim.nodes_after, seconds=sim.seconds,
-                                          parity=chosen_parity.to_dict(),
-                                          note=f"nodes {sim.nodes_before} -> {sim.nodes_after}"))
-            else:
-                warnings.append(f"simplifier not used, keeping the unsimplified graph: {sim.reason}")
-                stages.append(StageReport("simplified", None, "not kept", nodes=sim.nodes_before,
-                                          seconds=sim.seconds, note=sim.reason))
-        else:
-            stages.append(StageReport("simplified", None, "skipped", note="--no-simplify"))
-        fp32_row.file = None if simplified else str(paths["fp32"])
-        if not fp32_parity.passed:
-            warnings.append(f"fp32 export FAILED parity: {fp32_parity.error}")
-        base_export = {"opset": opts.opset, "exporter": opts.exporter, "simplified": simplified,
-                       "dynamic_axes": _dynamic_axes(source.task, attention),
-                       "source": Path(source.source).name if source.source != "random init" else None,
-                       "created": _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat(),
-                       "nodes_before_simplify": fp32_nodes}
-        finals["fp32"] = (chosen, _contract(source, base_export, "fp32", chosen_parity, attention))
-        # -- fp16 / int8 ----------------------------------------------------------------------
-        if opts.fp16:
-            say("converting to float16")
-            row, contract = _reduced(
-                "fp16", chosen, scratch / "fp16.onnx", paths["fp16"], reference,
-                lambda s, d: _quantize.quantize_fp16(s, d), min_top1=FP16_MIN_TOP1, warn_top1=None)
-            stages.append(row)
-            if contract is not None:
-                finals["fp16"] = (scratch / "fp16.onnx",
-                                  _contract(source, {**base_export, **contract}, "fp16",
-                                            row.parity, attention))
-        if opts.int8:
-            say("quantizing to int8" + (f" (calibrating on {len(calib)} images)" if calib else " (dynamic)"))
-            if source.task == "image":
-                def quant(s: Path, d: Path) -> dict[str, Any]:
-                    return _quantize.quantize_int8_static(s, d, samples=calib, spec=source.spec)
-            else:
-                def quant(s: Path, d: Path) -> dict[str, Any]:
-                    return _quantize.quantize_int8_dynamic(s, d)
-            row, contract = _reduced("int8", chosen, scratch / "int8.onnx", paths["int8"], reference,
-                                     quant, min_top1=None, warn_top1=INT8_WARN_TOP1)
-            stages.append(row)
-            if contract is not None:
-                finals["int8"] = (scratch / "int8.onnx",
-                                  _contract(source, {**base_export, **contract}, "int8",
-                                            row.parity, attention))
-        for row in stages:
-            if row.parity and row.parity.get("warning"):
-                warnings.append(f"{row.stage}: {row.parity['warning']}")
-            if row.status in ("failed", "error") and row.stage in ("fp16", "int8"):
-                warnings.append(f"{row.stage} FAILED: {row.note}")
-        # -- write ----------------------------------------------------------------------------
-        for name in ("fp16", "int8", "fp32"):  # the main model last: it appears once all are there
-            if name in finals:
-                tmp, contract = finals[name]
-                _write_with_contract(tmp, paths[name], contract)
-        fp32_size = file_size(paths["fp32"])
-    for row in stages:
-        if row.file is not None and Path(row.file).exists():
-            row.size = file_size(row.file)
-            if row.stage in ("fp16", "int8") and fp32_size:
-                row.details["size_ratio"] = round(row.size / fp32_size, 4)
-    for name in ("fp16", "int8"):
-        if name not in finals and paths[name].exists():
-            warnings.append(f"{paths[name]} is left from an earlier export and was not rewritten; "
-                            "delete it or export again with --" + name)
-    # int8 below the agreement bar is only a warning; a failed fp32/fp16 check or any stage
-    # error fails the command.
-    passed = fp32_parity.passed and all(r.status not in ("failed", "error") for r in stages)
-    report = ExportReport(output=paths["fp32"], report_path=paths["report"], task=source.task,
-                          architecture=source.architecture, samples=describe_source(samples),
-                          stages=stages, warnings=warnings, passed=passed)
+        run = ExportRun(source=source, reference=reference, paths=paths, scratch=scratch, say=say,
+                        opset=opts.opset, exporter=opts.exporter, attention=attention, calib=calib,
+                        fp32_atol=FP32_ATOL, fp32_rtol=FP32_RTOL)
+        outcomes = _run_stages(run, opts)
+        write_files(run, outcomes)
+    report = _build_report(source, samples, paths, outcomes)
     from edgecv.io import write_json_atomic
 
     write_json_atomic(paths["report"], report.to_dict())
     return report
 
 
+def _quiet(_message: str) -> None:
+    return None
+
+
 def _parity_samples(source: ExportSource, opts: ExportOptions) -> SampleSet:
+    """``--verify-size`` samples from ``--data``, else 20 random inputs (the report says so)."""
     if opts.data is not None:
         return find_samples(opts.data, task=source.task, labels=source.labels, limit=opts.verify_size,
                             seed=opts.seed)
@@ -282,74 +180,86 @@ def _parity_samples(source: ExportSource, opts: ExportOptions) -> SampleSet:
                           seq_len=seq, seed=opts.seed)
 
 
-def _fp32_verify(path: Path, reference: Any, *, stage: str = "fp32") -> ParityResult:
-    return verify_onnx(path, reference, stage=stage, atol=FP32_ATOL, rtol=FP32_RTOL, min_top1=1.0)
+def _calibration_samples(source: ExportSource, opts: ExportOptions) -> SampleSet | None:
+    """Static int8 needs representative images; text models quantize dynamically (no samples)."""
+    if not (opts.int8 and source.task == "image"):
+        return None
+    return find_samples(opts.data, task="image", labels=source.labels, limit=opts.calib_size,
+                        seed=opts.seed + 1)
 
 
-def _reduced(stage: str, src: Path, tmp: Path, final: Path, reference: Any, convert: Any, *,
-             min_top1: float | None, warn_top1: float | None) -> tuple[StageReport, dict[str, Any] | None]:
-    """Convert + verify one reduced-precision stage; a conversion error is a failed row, not a crash."""
-    try:
-        info = convert(src, tmp)
-    except EdgecvError as exc:
-        return StageReport(stage, None, "error", note=f"error: {exc}"), None
-    parity = verify_onnx(tmp, reference, stage=stage, atol=None, min_top1=min_top1, warn_top1=warn_top1)
-    details = {k: v for k, v in info.items() if k not in ("path", "seconds")}
-    status = ("warning" if parity.warning else "ok") if parity.passed else "failed"
-    row = StageReport(stage, str(final), status, size=file_size(tmp),
-                      nodes=_nodes(tmp), seconds=info.get("seconds"), parity=parity.to_dict(),
-                      note=parity.error or parity.warning, details=details)
-    return row, {"quantization" if stage == "int8" else "fp16": details}
+def _torch_reference(source: ExportSource, samples: SampleSet, *, attention: bool,
+                     say: Callable[[str], None]) -> Reference:
+    """The PyTorch outputs every stage is compared with; a model whose class count does not
+    match its labels fails here, before anything is written."""
+    say(f"PyTorch reference on {describe_source(samples)}")
+    reference = torch_reference(source.model, samples, spec=source.spec, tokenizer=source.tokenizer,
+                                max_len=source.max_len, return_attention=attention)
+    if reference.logits.shape[1] != len(source.labels):
+        raise InputError(f"{source.source}: model outputs {reference.logits.shape[1]} classes but "
+                         f"{len(source.labels)} labels are known")
+    return reference
 
 
-def _contract(source: ExportSource, export: dict[str, Any], precision: str,
-              parity: ParityResult | dict[str, Any] | None, attention: bool) -> ModelContract:
-    io = {"input": "input_ids" if source.task == "text" else "input", "output": "logits",
-          "probabilities": False, "attention": "attention" if attention else None}
-    parity_dict = parity.to_dict() if isinstance(parity, ParityResult) else dict(parity or {})
-    return ModelContract(task=source.task, labels=list(source.labels), architecture=source.architecture,
-                         model_kwargs=dict(source.model_kwargs), preprocess=source.spec,
-                         tokenizer=source.tokenizer.to_dict() if source.tokenizer is not None else None,
-                         io=io, export={**export, "precision": precision}, versions=_versions(),
-                         parity=parity_dict)
+def _run_stages(run: ExportRun, opts: ExportOptions) -> list[StageOutcome]:
+    """fp32, simplified, then the reduced precisions asked for, all converted from the graph that
+    is deployed as the main model (the simplified one when it was kept)."""
+    fp32 = export_fp32(run)
+    if opts.simplify:
+        simplified = simplify_fp32(run, fp32)
+    else:
+        simplified = StageOutcome("simplified", "skipped", note="--no-simplify")
+    main = simplified if simplified.dest is not None else fp32
+    if main is simplified:
+        fp32 = replace(fp32, dest=None)  # the simplified graph is written in its place
+    wanted = [stage for stage, asked in (("fp16", opts.fp16), ("int8", opts.int8)) if asked]
+    return [fp32, simplified, *(reduced_stage(run, stage, main.graph) for stage in wanted)]
 
 
-def _write_with_contract(tmp: Path, dest: Path, contract: ModelContract) -> None:
-    import onnx
-
-    model = onnx.load(str(tmp))
-    embed_contract(model, contract)
-    save_onnx(model, dest)
-
-
-def _nodes(path: Path) -> int:
-    import onnx
-
-    return count_nodes(onnx.load(str(path), load_external_data=False))
-
-
-def _dynamic_axes(task: str, attention: bool) -> dict[str, dict[str, str]]:
-    if task == "text":
-        axes = {"input_ids": {"0": "batch", "1": "sequence"}, "logits": {"0": "batch"}}
-        if attention:
-            axes["attention"] = {"0": "batch", "3": "sequence", "4": "sequence"}
-        return axes
-    return {"input": {"0": "batch"}, "logits": {"0": "batch"}}
+def _build_report(source: ExportSource, samples: SampleSet, paths: dict[str, Path],
+                  outcomes: list[StageOutcome]) -> ExportReport:
+    fp32_size = file_size(paths["fp32"])
+    stages = [_stage_row(outcome, fp32_size) for outcome in outcomes]
+    warnings = list(source.warnings)
+    if not samples.real:
+        warnings.append("parity measured on random inputs (no --data given); pass --data for real samples")
+    warnings += _stage_warnings(stages)
+    written = {outcome.stage for outcome in outcomes if outcome.dest is not None}
+    for name in REDUCED:
+        if name not in written and paths[name].exists():
+            warnings.append(f"{paths[name]} is left from an earlier export and was not rewritten; "
+                            "delete it or export again with --" + name)
+    # int8 below the agreement bar is only a warning ("warning" status); a failed fp32/fp16
+    # check or any stage error fails the command.
+    passed = all(row.status not in ("failed", "error") for row in stages)
+    return ExportReport(output=paths["fp32"], report_path=paths["report"], task=source.task,
+                        architecture=source.architecture, samples=describe_source(samples),
+                        stages=stages, warnings=warnings, passed=passed)
 
 
-def _versions() -> dict[str, Any]:
-    import onnx
-    import onnxruntime
-    import torch
+def _stage_row(outcome: StageOutcome, fp32_size: int) -> StageReport:
+    """The report row of one stage; a written file reports its final size (contract included)."""
+    written = outcome.dest is not None and outcome.dest.exists()
+    size = file_size(outcome.dest) if written else outcome.size
+    details = dict(outcome.details)
+    if written and outcome.stage in REDUCED and fp32_size:
+        details["size_ratio"] = round(size / fp32_size, 4)
+    return StageReport(outcome.stage, str(outcome.dest) if outcome.dest is not None else None,
+                       outcome.status, size=size, nodes=outcome.nodes, seconds=outcome.seconds,
+                       parity=outcome.parity, note=outcome.note, details=details)
 
-    from edgecv._version import __version__
 
-    out = {"edgecv": __version__, "torch": torch.__version__, "onnx": onnx.__version__,
-           "onnxruntime": onnxruntime.__version__, "python": platform.python_version()}
-    try:
-        import onnxsim
-
-        out["onnxsim"] = getattr(onnxsim, "__version__", None)
-    except ImportError:
-        out["onnxsim"] = None
-    return out
+def _stage_warnings(stages: list[StageReport]) -> list[str]:
+    """The report's warnings about the stages: the fp32 graph first, then each stage in order."""
+    rows = {row.stage: row for row in stages}
+    warnings = []
+    if rows["simplified"].status == "not kept":
+        warnings.append(f"simplifier not used, keeping the unsimplified graph: {rows['simplified'].note}")
+    if rows["fp32"].status == "failed":
+        warnings.append(f"fp32 export FAILED parity: {rows['fp32'].note}")
+    for row in stages:
+        if row.parity and row.parity.get("warning"):
+            warnings.append(f"{row.stage}: {row.parity['warning']}")
+        if row.status in ("failed", "error") and row.stage in REDUCED:
+            warnings.append(f"{row.stage} FAILED: {row.note}")
+    return warnings

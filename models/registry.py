@@ -1,9 +1,11 @@
-"""A tiny model registry: ``register_model``, ``create_model``, ``list_models``, ``get_model_spec``.
+"""A tiny model registry: ``register_model``, ``create_model``, ``list_models``, ``get_model_spec``,
+``builder_parameters``.
 
 Torch-free on purpose (specs are plain data); the builders it stores import torch.
 """
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
 from typing import Any, Callable, TypeVar
 
@@ -74,6 +76,13 @@ def get_model_spec(name: str) -> ModelSpec:
 def get_model_builder(name: str) -> Callable[..., Any]:
     """The registered builder itself (e.g. to see which keyword arguments it accepts)."""
     return _lookup(name)[0]
+
+
+def builder_parameters(name: str) -> set[str]:
+    """Keyword arguments the registered builder accepts, so callers pass only what it understands
+    (``input_size``, ``in_channels``, ``dropout``, ...). Unknown names raise ``UnknownModelError``
+    listing the valid ones."""
+    return set(inspect.signature(get_model_builder(name)).parameters)
 
 
 def create_model(name: str, **kwargs: Any) -> Any:

@@ -16,11 +16,10 @@ fraction of the time; ``edgecv models`` uses that.
 """
 from __future__ import annotations
 
-import inspect as _inspect
 from typing import Any, Sequence
 
 import torch
-from edgecv.models.registry import _REGISTRY, create_model, get_model_spec
+from edgecv.models.registry import builder_parameters, create_model, get_model_spec
 from torch import nn
 
 from edgecv.errors import InputError, ModelError
@@ -74,48 +73,9 @@ def _summarize(model: nn.Module, example_input: torch.Tensor | Sequence[torch.Te
     from torch.utils.flop_counter import FlopCounterMode
 
     inputs = tuple(example_input) if isinstance(example_input, (tuple, list)) else (example_input,)
-    names = {id(m): n for n, m in model.named_modules()}
     counter = FlopCounterMode(display=False)
-    stack: list[dict[str, Any]] = []
-    layers: list[LayerStats] = []
-    seen_params: set[int] = set()
-
-    def own_params(module: nn.Module) -> int:
-        count = 0
-        for p in module.parameters(recurse=False):
-            if id(p) not in seen_params:
-                seen_params.add(id(p))
-                count += p.numel()
-        return count
-
-    def pre_hook(module: nn.Module, args: tuple[Any, ...]) -> None:
-        stack.append({"start": counter.get_total_flops(), "children": 0, "args": args})
-
-    def post_hook(module: nn.Module, args: tuple[Any, ...], output: Any) -> None:
-        frame = stack.pop()
-        inclusive = counter.get_total_flops() - frame["start"]
-        if stack:
-            stack[-1]["children"] += inclusive
-        own_flops = inclusive - frame["children"]
-        leaf = not any(True for _ in module.children())
-        if isinstance(module, nn.RNNBase):
-            x = _first_tensor(frame["args"])
-            macs = _rnn_macs(module, x) if x is not None else 0
-        else:
-            macs = own_flops // 2
-        params = own_params(module)
-        if not leaf and macs == 0 and params == 0:
-            return
-        out = _first_tensor(output)
-        name = names.get(id(module), "") or type(module).__name__
-        layers.append(LayerStats(name=name, type=type(module).__name__,
-                                 output_shape=list(out.shape) if out is not None else None,
-                                 params=params, macs=int(macs)))
-
-    handles = []
-    for module in model.modules():
-        handles.append(module.register_forward_pre_hook(pre_hook))
-        handles.append(module.register_forward_hook(post_hook))
+    recorder = _LayerRecorder(model, counter)
+    handles = recorder.attach(model)
     was_training = model.training
     model.eval()
     try:
@@ -125,7 +85,64 @@ def _summarize(model: nn.Module, example_input: torch.Tensor | Sequence[torch.Te
         for h in handles:
             h.remove()
         model.train(was_training)
+    return _model_stats(model, inputs, output, recorder.layers, source=source)
 
+
+class _LayerRecorder:
+    """Forward hooks that turn module calls into table rows. The flop counter's running total is
+    read before and after each call; a module's own MACs are its total minus its children's, so
+    the matmuls a non-leaf forward does itself are counted once, in its own row."""
+
+    def __init__(self, model: nn.Module, counter: Any) -> None:
+        self.counter = counter
+        self.names = {id(m): n for n, m in model.named_modules()}
+        self.stack: list[dict[str, Any]] = []  # one frame per module call in progress
+        self.layers: list[LayerStats] = []
+        self.seen_params: set[int] = set()  # a shared weight counts once, in the first row that owns it
+
+    def attach(self, model: nn.Module) -> list[Any]:
+        handles = []
+        for module in model.modules():
+            handles.append(module.register_forward_pre_hook(self.pre_hook))
+            handles.append(module.register_forward_hook(self.post_hook))
+        return handles
+
+    def own_params(self, module: nn.Module) -> int:
+        count = 0
+        for p in module.parameters(recurse=False):
+            if id(p) not in self.seen_params:
+                self.seen_params.add(id(p))
+                count += p.numel()
+        return count
+
+    def pre_hook(self, module: nn.Module, args: tuple[Any, ...]) -> None:
+        self.stack.append({"start": self.counter.get_total_flops(), "children": 0, "args": args})
+
+    def post_hook(self, module: nn.Module, args: tuple[Any, ...], output: Any) -> None:
+        frame = self.stack.pop()
+        inclusive = self.counter.get_total_flops() - frame["start"]
+        if self.stack:
+            self.stack[-1]["children"] += inclusive
+        own_flops = inclusive - frame["children"]
+        leaf = not any(True for _ in module.children())
+        if isinstance(module, nn.RNNBase):
+            x = _first_tensor(frame["args"])
+            macs = _rnn_macs(module, x) if x is not None else 0
+        else:
+            macs = own_flops // 2
+        params = self.own_params(module)
+        if not leaf and macs == 0 and params == 0:
+            return
+        out = _first_tensor(output)
+        name = self.names.get(id(module), "") or type(module).__name__
+        self.layers.append(LayerStats(name=name, type=type(module).__name__,
+                                      output_shape=list(out.shape) if out is not None else None,
+                                      params=params, macs=int(macs)))
+
+
+def _model_stats(model: nn.Module, inputs: tuple[torch.Tensor, ...], output: Any,
+                 layers: list[LayerStats], *, source: str | None) -> ModelStats:
+    """Totals over the recorded rows and the model's own parameters and buffers."""
     params = {id(p): p for p in model.parameters()}
     buffers = list(model.buffers())
     out = _first_tensor(output)
@@ -148,12 +165,6 @@ def _summarize(model: nn.Module, example_input: torch.Tensor | Sequence[torch.Te
 
 
 # ----------------------------------------------------------------------------- registry models
-
-
-def builder_parameters(name: str) -> set[str]:
-    """Keyword arguments the registered builder accepts (to pass ``input_size`` / ``in_channels``)."""
-    get_model_spec(name)  # unknown names raise the usual error listing valid ones
-    return set(_inspect.signature(_REGISTRY[name][0]).parameters)
 
 
 def parse_input_size(text: str | None, *, default: Sequence[int]) -> tuple[int, ...]:
@@ -255,38 +266,14 @@ def summarize_checkpoint(path: str, *, model_name: str | None = None, num_classe
         is_edgecv_checkpoint,
         load_checkpoint,
     )
-    from edgecv.models.weights import head_name, load_weights
+    from edgecv.models.weights import load_weights
 
     obj = load_checkpoint(path)
-    kwargs: dict[str, Any] = {}
-    preprocess = None
-    if is_edgecv_checkpoint(obj):
-        name = model_name or obj.get("model")
-        if not isinstance(name, str):
-            raise ModelError(f"{path}: edgecv checkpoint without a model name; pass --model NAME")
-        if model_name is None or model_name == obj.get("model"):
-            kwargs = dict(obj.get("model_kwargs") or {})
-        preprocess = obj.get("preprocess")
-    elif model_name is None:
-        raise InputError(f"{path}: a bare state dict does not say which architecture it is; "
-                         f"pass --model NAME")
-    else:
-        name = model_name
+    name, kwargs, preprocess = _checkpoint_facts(path, obj, model_name=model_name)
     spec = get_model_spec(name)
     state = extract_state_dict(obj, source=str(path))
     if not kwargs:
-        kwargs = build_kwargs(name, num_classes=num_classes, vocab_size=vocab_size)
-        probe = create_model(name, **kwargs) if spec.task == "image" else None
-        head_weight = state.get(f"{head_name(probe)}.weight") if probe is not None else None
-        if num_classes is None and head_weight is not None:  # the checkpoint's own head size
-            kwargs["num_classes"] = int(head_weight.shape[0])
-        if spec.task == "text":
-            table = next((v for k, v in state.items() if k.endswith("embedding.weight")), None)
-            if vocab_size is None and table is not None and table.dim() == 2:
-                kwargs["vocab_size"] = int(table.shape[0])
-            head = next((v for k, v in state.items() if k == "head.weight"), None)
-            if num_classes is None and head is not None:
-                kwargs["num_classes"] = int(head.shape[0])
+        kwargs = _kwargs_from_state(name, state, num_classes=num_classes, vocab_size=vocab_size)
     elif num_classes is not None:
         kwargs["num_classes"] = num_classes
     try:
@@ -294,21 +281,84 @@ def summarize_checkpoint(path: str, *, model_name: str | None = None, num_classe
     except ValueError as exc:
         raise ModelError(f"{path}: cannot build {name} with {kwargs} ({exc})") from None
     load_weights(model, path)  # errors name the file and the keys that differ
-    if spec.task == "image":
-        size = list(spec.input_size)
-        if isinstance(kwargs.get("in_channels"), int):
-            size[0] = kwargs["in_channels"]
-        if isinstance(kwargs.get("input_size"), int):
-            size[1:] = [kwargs["input_size"]] * 2
-        if isinstance(preprocess, dict) and preprocess.get("size"):
-            size[1:] = [int(v) for v in preprocess["size"]]
-            size[0] = 1 if preprocess.get("color") == "gray" else size[0]
-        shape = parse_input_size(input_size, default=size)
-        x = example_input(name, input_size=shape)
-    else:
-        x = example_input(name, seq_len=seq_len)
+    x = _checkpoint_input(name, kwargs, preprocess, input_size=input_size, seq_len=seq_len)
     stats = summarize(model, x, source=str(path))
     stats.info.update({"architecture": name, "model_kwargs": kwargs, "task": spec.task,
                        "input_size": list(x.shape[1:]),
                        "checkpoint": "edgecv" if is_edgecv_checkpoint(obj) else "state_dict"})
     return stats
+
+
+def _checkpoint_facts(path: str, obj: dict[str, Any], *,
+                      model_name: str | None) -> tuple[str, dict[str, Any], Any]:
+    """Architecture, builder kwargs and preprocessing recorded in the checkpoint; a bare state dict
+    records none of them, so it needs ``model_name`` and its sizes are read from its tensors."""
+    from edgecv.models.checkpoint import is_edgecv_checkpoint
+
+    if not is_edgecv_checkpoint(obj):
+        if model_name is None:
+            raise InputError(f"{path}: a bare state dict does not say which architecture it is; "
+                             f"pass --model NAME")
+        return model_name, {}, None
+    name = model_name or obj.get("model")
+    if not isinstance(name, str):
+        raise ModelError(f"{path}: edgecv checkpoint without a model name; pass --model NAME")
+    # the saved kwargs belong to the saved architecture; another --model reads sizes from the tensors
+    same = model_name is None or model_name == obj.get("model")
+    return name, dict(obj.get("model_kwargs") or {}) if same else {}, obj.get("preprocess")
+
+
+def _kwargs_from_state(name: str, state: dict[str, Any], *, num_classes: int | None,
+                       vocab_size: int | None) -> dict[str, Any]:
+    """Builder kwargs whose class count (and vocabulary size for text models) are the
+    checkpoint's own, found under the layer names of the architecture itself (its classifier head,
+    its token embedding), so every registered model works whatever its layers are called."""
+    from edgecv.models.weights import head_name
+
+    kwargs = build_kwargs(name, num_classes=num_classes, vocab_size=vocab_size)
+    probe = _probe(name, kwargs)
+    head = state.get(f"{head_name(probe)}.weight")  # (classes, features[, 1, 1])
+    if num_classes is None and head is not None:
+        kwargs["num_classes"] = int(head.shape[0])
+    if vocab_size is None and "vocab_size" in kwargs:
+        table = state.get(_token_table(probe, int(kwargs["vocab_size"])) or "")  # (vocab, dim)
+        if table is not None and table.dim() == 2:
+            kwargs["vocab_size"] = int(table.shape[0])
+    return kwargs
+
+
+def _probe(name: str, kwargs: dict[str, Any]) -> nn.Module:
+    """The architecture without weights (``meta`` device: no memory, no init), to read its layer
+    names; on CPU for builders that cannot run on ``meta``."""
+    try:
+        with torch.device("meta"):
+            return create_model(name, **kwargs)
+    except (NotImplementedError, RuntimeError):
+        return create_model(name, **kwargs)
+
+
+def _token_table(probe: nn.Module, vocab_size: int) -> str | None:
+    """State-dict key of the embedding looked up by token id: the one the probe built with
+    ``vocab_size`` rows (a position table has ``max_len`` rows)."""
+    for module_name, module in probe.named_modules():
+        if isinstance(module, nn.Embedding) and module.num_embeddings == vocab_size:
+            return f"{module_name}.weight"
+    return None
+
+
+def _checkpoint_input(name: str, kwargs: dict[str, Any], preprocess: Any, *, input_size: str | None,
+                      seq_len: int | None) -> torch.Tensor:
+    """An example batch of the size the model was trained for: the registry default, changed by the
+    builder kwargs, then by the checkpoint's preprocessing, then by ``input_size`` from the user."""
+    spec = get_model_spec(name)
+    if spec.task != "image":
+        return example_input(name, seq_len=seq_len)
+    size = list(spec.input_size)
+    if isinstance(kwargs.get("in_channels"), int):
+        size[0] = kwargs["in_channels"]
+    if isinstance(kwargs.get("input_size"), int):
+        size[1:] = [kwargs["input_size"]] * 2
+    if isinstance(preprocess, dict) and preprocess.get("size"):
+        size[1:] = [int(v) for v in preprocess["size"]]
+        size[0] = 1 if preprocess.get("color") == "gray" else size[0]
+    return example_input(name, input_size=parse_input_size(input_size, default=size))

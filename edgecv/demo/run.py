@@ -49,7 +49,7 @@ def prepare_out(out: Path, *, force: bool) -> None:
 def check_model(name: str) -> dict[str, Any]:
     """The registered image model ``name`` and the builder arguments the demo uses for it."""
     from edgecv.models import get_model_spec, list_models
-    from edgecv.training.setup import builder_parameters
+    from edgecv.models.registry import builder_parameters
 
     spec = get_model_spec(name)  # unknown names: one line listing the valid ones
     if spec.task != "image":
