@@ -10,9 +10,9 @@ import sys
 import textwrap
 from pathlib import Path
 
-import numpy as np
-import onnx
-from onnx import TensorProto, helper, numpy_helper
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "runtimes"))
+from _infer_fixtures import image_model  # noqa: E402
+
 
 # A sitecustomize on PYTHONPATH blocks torch before anything else runs in the child process.
 BLOCK_TORCH = 'import sys\nsys.modules["torch"] = None  # any "import torch" now raises ImportError\n'
@@ -41,19 +41,6 @@ def _env(tmp_path: Path) -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")])}
 
 
-def _tiny_model(path: Path) -> Path:
-    w = numpy_helper.from_array(np.ones((4, 3, 1, 1), dtype=np.float32), "w")
-    nodes = [helper.make_node("Conv", ["input", "w"], ["conv"]),
-             helper.make_node("GlobalAveragePool", ["conv"], ["pool"]),
-             helper.make_node("Flatten", ["pool"], ["logits"])]
-    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 3, 8, 8])],
-                              [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 4])], [w])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
-    model.ir_version = 7
-    onnx.save(model, path)
-    return path
-
-
 def test_every_runtime_and_graph_module_imports_without_torch(tmp_path: Path) -> None:
     proc = subprocess.run([sys.executable, "-c", WALK], capture_output=True, text=True, env=_env(tmp_path),
                           timeout=120)
@@ -67,7 +54,7 @@ def test_every_runtime_and_graph_module_imports_without_torch(tmp_path: Path) ->
 
 
 def test_profile_with_torch_baseline_and_no_torch_is_one_line(tmp_path: Path) -> None:
-    model = _tiny_model(tmp_path / "model.onnx")
+    model = image_model(tmp_path / "model.onnx")
     ckpt = tmp_path / "best.pt"
     ckpt.write_bytes(b"not needed: torch is missing before the checkpoint is read")
     proc = subprocess.run([sys.executable, "-m", "edgecv", "profile", str(model), "--torch", str(ckpt),
