@@ -9,6 +9,8 @@ from edgecv.models import (  # noqa: F401  (importing registers the architecture
     lstm,
     mobilenet_v2,
     mobilenet_v3,
+    resnet,
+    rnn,
     simple_cnn,
     squeezenet,
 )

@@ -13,8 +13,9 @@ from edgecv.models import create_model, get_classifier, get_model_spec, list_mod
 from edgecv.preprocess import IMAGENET_MEAN, IMAGENET_STD
 
 DATA = Path(__file__).parent / "data"
-TORCHVISION_NAMES = ["mobilenet_v2", "mobilenet_v3_large", "mobilenet_v3_small", "squeezenet1_0",
-                     "squeezenet1_1"]
+TORCHVISION_NAMES = ["mobilenet_v2", "mobilenet_v3_large", "mobilenet_v3_small", "resnet18", "resnet50",
+                     "squeezenet1_0", "squeezenet1_1"]
+TEXT_NAMES = ["attention_classifier", "lstm_classifier", "rnn_classifier"]
 # Published figures at 224x224, 1000 classes: name -> (params, MACs)
 PUBLISHED = {name: (row["params"], row["macs"]) for name, row in
              json.loads((DATA / "published_figures.json").read_text())["models"].items()}
@@ -40,8 +41,8 @@ def example(name: str, batch: int) -> torch.Tensor:
 
 
 def test_registry_has_every_architecture():
-    assert set(TORCHVISION_NAMES) | {"simple_cnn", "lstm_classifier", "attention_classifier"} <= set(list_models())
-    assert list_models("text") == ["attention_classifier", "lstm_classifier"]
+    assert set(TORCHVISION_NAMES) | {"simple_cnn"} | set(TEXT_NAMES) <= set(list_models())
+    assert list_models("text") == TEXT_NAMES
 
 
 @pytest.mark.parametrize("name", list_models())
@@ -63,10 +64,14 @@ def test_image_spec(name):
     assert spec.torchvision_compatible
 
 
-@pytest.mark.parametrize("name", ["lstm_classifier", "attention_classifier"])
+@pytest.mark.parametrize("name", TEXT_NAMES)
 def test_text_spec(name):
     spec = get_model_spec(name)
     assert (spec.task, spec.input_size, spec.mean, spec.std) == ("text", (64,), None, None)
+
+
+def test_every_torchvision_model_has_published_figures():
+    assert set(TORCHVISION_NAMES) <= set(PUBLISHED)
 
 
 @pytest.mark.parametrize("name", TORCHVISION_NAMES)

@@ -170,7 +170,8 @@ def test_wrong_input_is_a_one_line_error() -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", [n for n in ("lstm_classifier", "attention_classifier", "mobilenet_v3_small")
+@pytest.mark.parametrize("name", [n for n in ("lstm_classifier", "attention_classifier", "mobilenet_v3_small",
+                                            "resnet18")
                                   if n in list_models()])
 def test_dynamo_export_agrees_too(name: str, tmp_path: Path) -> None:
     """The torch.export-based exporter writes different graphs (stale value_info, scalar fills)."""

@@ -1,4 +1,5 @@
-"""Text classifiers: padding invariance, attention weights, NaN safety, dynamic ONNX export."""
+"""Text classifiers (LSTM, vanilla RNN / GRU, attention): padding invariance, attention weights,
+NaN safety, dynamic ONNX export."""
 from __future__ import annotations
 
 import io
@@ -15,6 +16,10 @@ TEXT_CONFIGS = [
     ("lstm_classifier", {}),
     ("lstm_classifier", {"num_layers": 2}),
     ("lstm_classifier", {"bidirectional": False}),
+    ("rnn_classifier", {}),
+    ("rnn_classifier", {"cell": "gru"}),
+    ("rnn_classifier", {"cell": "gru", "num_layers": 2}),
+    ("rnn_classifier", {"num_layers": 2, "bidirectional": False}),
     ("attention_classifier", {}),
     ("attention_classifier", {"num_layers": 1, "num_heads": 2}),
 ]
@@ -106,9 +111,10 @@ def test_attention_rejects_sequence_longer_than_max_len():
         model(torch.ones(1, 9, dtype=torch.long))
 
 
-def test_lstm_builder_rejects_bad_arguments():
+@pytest.mark.parametrize("name", ["lstm_classifier", "rnn_classifier"])
+def test_recurrent_builders_reject_bad_arguments(name):
     with pytest.raises(ValueError, match="vocab_size"):
-        create_model("lstm_classifier", vocab_size=1, num_classes=2)
+        create_model(name, vocab_size=1, num_classes=2)
 
 
 def _export(model: torch.nn.Module, *, attention: bool) -> bytes:
@@ -135,6 +141,10 @@ def _export(model: torch.nn.Module, *, attention: bool) -> bytes:
 @pytest.mark.parametrize("name,kwargs,attention", [
     ("lstm_classifier", {}, False),
     ("lstm_classifier", {"num_layers": 2}, False),
+    ("rnn_classifier", {}, False),
+    ("rnn_classifier", {"num_layers": 2}, False),
+    ("rnn_classifier", {"cell": "gru"}, False),
+    ("rnn_classifier", {"cell": "gru", "num_layers": 2, "bidirectional": False}, False),
     ("attention_classifier", {}, False),
     ("attention_classifier", {}, True),
 ])

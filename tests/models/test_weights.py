@@ -25,8 +25,11 @@ EXPECTED_HEADS = {
     "mobilenet_v3_small": "classifier.3",
     "squeezenet1_0": "classifier.1",
     "squeezenet1_1": "classifier.1",
+    "resnet18": "fc",
+    "resnet50": "fc",
     "simple_cnn": "classifier.4",
     "lstm_classifier": "head",
+    "rnn_classifier": "head",
     "attention_classifier": "head",
 }
 

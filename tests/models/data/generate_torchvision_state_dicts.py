@@ -1,10 +1,13 @@
 """Regenerate ``torchvision_state_dicts.json``: state-dict key -> shape of torchvision's builders.
 
-torchvision is not an edgecv dependency; install it anywhere on PYTHONPATH just for this:
+torchvision is not an edgecv dependency, and PyPI's torchvision may not load beside the torch of
+the project's venv. Use a throwaway venv outside the repository with a matching pair:
 
-    pip download --no-deps -d /tmp/tv "torchvision==<matching your torch>"
-    pip install --no-deps --target /tmp/tvlib /tmp/tv/torchvision-*.whl
-    PYTHONPATH=/tmp/tvlib python tests/models/data/generate_torchvision_state_dicts.py
+    python3 -m venv /tmp/tvenv
+    /tmp/tvenv/bin/pip install torch==2.14.1 torchvision==0.29.1 numpy
+    /tmp/tvenv/bin/python tests/models/data/generate_torchvision_state_dicts.py
+
+Only torchvision is imported here (not edgecv), so no PYTHONPATH is needed.
 """
 from __future__ import annotations
 
@@ -14,7 +17,8 @@ from pathlib import Path
 import torchvision
 import torchvision.models as tvm
 
-NAMES = ("mobilenet_v2", "mobilenet_v3_large", "mobilenet_v3_small", "squeezenet1_0", "squeezenet1_1")
+NAMES = ("mobilenet_v2", "mobilenet_v3_large", "mobilenet_v3_small", "resnet18", "resnet50",
+         "squeezenet1_0", "squeezenet1_1")
 
 
 def main() -> None:
