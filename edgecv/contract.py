@@ -10,6 +10,7 @@ string. Schema (version 1, documented in docs/metadata.md):
     edgecv.model_kwargs    {"num_classes": 2, ...}
     edgecv.preprocess      PreprocessSpec.to_dict()  (image models)
     edgecv.tokenizer       WordTokenizer.to_dict()   (text models)
+    edgecv.max_seq_len     64 | null                 (text models: longest token sequence the graph takes)
     edgecv.io              {"input": "input", "output": "logits", "probabilities": false,
                             "attention": null | "attention"}
     edgecv.export          {"opset": 17, "precision": "fp32", "simplified": true, ...}
@@ -48,11 +49,33 @@ class ModelContract:
     export: dict[str, Any] = field(default_factory=dict)
     versions: dict[str, Any] = field(default_factory=dict)
     parity: dict[str, Any] = field(default_factory=dict)
+    # Text models: the longest token sequence the graph accepts. An attention model's learned
+    # position table has exactly ``max_len`` rows, so a longer input fails inside ONNX Runtime
+    # with a broadcast error; an LSTM has no such table, its ``max_len`` is the length it was
+    # trained for. A model may declare it; otherwise it is the tokenizer's ``max_len`` (the
+    # runtime never feeds more tokens than that). Null for image models.
+    max_seq_len: int | None = None
     schema_version: int = SCHEMA_VERSION
 
     def __post_init__(self) -> None:
         if self.task not in TASKS:
             raise ModelError(f"model contract task {self.task!r}: expected one of {', '.join(TASKS)}")
+        self._settle_max_seq_len()
+
+    def _settle_max_seq_len(self) -> None:
+        """Fill ``max_seq_len`` from the tokenizer when undeclared, and make the tokenizer truncate
+        at it when declared lower, so the runtime never builds a sequence the graph cannot take."""
+        declared = self.max_seq_len
+        if declared is not None and (isinstance(declared, bool) or not isinstance(declared, int)
+                                     or declared < 1):
+            raise ModelError(f"model contract max_seq_len {declared!r}: expected a positive integer or null")
+        tok_len = (self.tokenizer or {}).get("max_len")
+        if not isinstance(tok_len, int) or isinstance(tok_len, bool) or tok_len < 1:
+            return
+        if declared is None:
+            self.max_seq_len = tok_len
+        elif tok_len > declared:
+            self.tokenizer = {**self.tokenizer, "max_len": declared}  # type: ignore[dict-item]
 
     def to_metadata(self) -> dict[str, str]:
         """Flatten to ``{"edgecv.<field>": json}`` for ``onnx.ModelProto.metadata_props``."""
@@ -87,6 +110,8 @@ class ModelContract:
             return cls(**kwargs)
         except TypeError as exc:
             raise ModelError(f"{source}: incomplete edgecv metadata ({exc})") from None
+        except ModelError as exc:  # a value of the wrong kind: name the file it came from
+            raise ModelError(f"{source}: {exc}") from None
 
     def describe(self) -> str:
         """Human-readable summary for ``edgecv inspect model.onnx``."""
@@ -106,6 +131,8 @@ class ModelContract:
             t = self.tokenizer
             lines.append(f"  tokenizer:     {t.get('type', 'word')} vocab={len(t.get('vocab', []))} "
                          f"max_len={t.get('max_len')} lower={t.get('lower')}")
+        if self.max_seq_len is not None:
+            lines.append(f"  max_seq_len:   {self.max_seq_len} tokens (longer texts are truncated)")
         lines.append(f"  io:            {json.dumps(self.io, sort_keys=True)}")
         for name in ("export", "parity", "versions"):
             value = getattr(self, name)

@@ -3,6 +3,12 @@
 It is fitted on the training split only, saved in checkpoints and embedded in ONNX metadata
 (``edgecv.tokenizer``), so every stage splits and numbers words identically.
 Ids: 0 = padding, 1 = unknown word; padding is what models mask out.
+
+Truncation: a text longer than ``max_len`` tokens keeps its first ``max_len`` tokens and drops
+the rest, silently. That is deliberate: an attention model's position table has only ``max_len``
+rows, so a longer sequence would not run at all, and training saw texts cut the same way. The
+model contract records the limit as ``edgecv.max_seq_len`` (docs/metadata.md) and lowers the
+embedded tokenizer's ``max_len`` to it, so the runtime's tokenizer never exceeds the graph.
 """
 from __future__ import annotations
 
@@ -21,7 +27,11 @@ TOKEN_PATTERN = r"\w+(?:'\w+)*|[^\w\s]"
 
 
 class WordTokenizer:
-    """Word-level tokenizer: regex split, optional lower-casing, fixed vocabulary, max length."""
+    """Word-level tokenizer: regex split, optional lower-casing, fixed vocabulary, max length.
+
+    ``max_len`` caps every encoded text: longer texts are truncated to their first ``max_len``
+    tokens (see the module docstring for why this is silent).
+    """
 
     def __init__(self, vocab: Sequence[str], *, lower: bool = True, max_len: int = 64,
                  pattern: str = TOKEN_PATTERN) -> None:
@@ -58,13 +68,17 @@ class WordTokenizer:
         return self._regex.findall(text)
 
     def encode(self, text: str) -> list[int]:
-        """Token ids, truncated to ``max_len``; an empty text becomes ``[UNK_ID]`` so that every
-        sequence has at least one real token (masked pooling never divides by zero)."""
+        """Token ids of the first ``max_len`` tokens (the rest is dropped); an empty text becomes
+        ``[UNK_ID]`` so that every sequence has at least one real token (masked pooling never
+        divides by zero)."""
         ids = [self._index.get(tok, UNK_ID) for tok in self.tokenize(text)][: self.max_len]
         return ids or [UNK_ID]
 
     def encode_batch(self, texts: Sequence[str], *, length: int | None = None) -> np.ndarray:
-        """(B, T) int64 ids padded with ``PAD_ID``; T = ``length`` or the longest text (<= max_len)."""
+        """(B, T) int64 ids padded with ``PAD_ID``; T = ``length`` or the longest text (<= max_len).
+
+        Texts are truncated to ``max_len`` first, then to ``length`` when that is shorter (a
+        model with a fixed sequence axis); a longer ``length`` only adds padding."""
         encoded = [self.encode(t) for t in texts]
         width = length or max((len(e) for e in encoded), default=1)
         out = np.full((len(encoded), width), PAD_ID, dtype=np.int64)
@@ -84,5 +98,5 @@ class WordTokenizer:
     def from_dict(cls, data: dict[str, Any]) -> WordTokenizer:
         if data.get("type", "word") != "word":
             raise InputError(f"tokenizer type {data.get('type')!r}: expected 'word'")
-        return cls(data["vocab"], lower=data.get("lower", True), max_len=data.get("max_len", 64),
+        return cls(data["vocab"], lower=data.get("lower", True), max_len=data.get("max_len") or 64,
                    pattern=data.get("pattern", TOKEN_PATTERN))

@@ -7,10 +7,13 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import click
+
+from edgecv.commands.options import CommaList
 
 ONNX_SUFFIXES = (".onnx",)
 CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt", ".bin", ".tar")
@@ -90,13 +93,57 @@ def _batch(stats: Any) -> Any:
     return 1
 
 
+@dataclass
+class InspectOptions:
+    """Every ``edgecv inspect`` flag, one field each (click passes them by these names)."""
+
+    model_ref: str
+    arch: str | None = None
+    num_classes: int | None = None
+    input_size: str | None = None
+    seq_len: int | None = None
+    vocab_size: int | None = None
+    batch: int = 1
+    show_all: bool = False
+    as_json: bool = False
+    list_layers: bool = False
+    image: str | None = None
+    layer: str | None = None
+    output: str | None = None
+    max_channels: int = 64
+    # --activations preprocessing for foreign models: the same flags as ``edgecv infer``
+    size: list[int] | None = None
+    resize: int | None = None
+    crop: int | None = None
+    stretch: bool = False
+    scale: float | None = None
+    mean: list[float] | None = None
+    std: list[float] | None = None
+    bgr: bool = False
+
+    def overrides(self) -> Any:
+        """The preprocessing flags given, as ``PreprocessOverrides``; None when there are none."""
+        from edgecv.runtimes.foreign import PreprocessOverrides
+
+        size = self.size * 2 if self.size and len(self.size) == 1 else self.size
+        ov = PreprocessOverrides(size=tuple(size) if size else None, resize=self.resize, crop=self.crop,
+                                 stretch=self.stretch, scale=self.scale,
+                                 mean=tuple(self.mean) if self.mean else None,
+                                 std=tuple(self.std) if self.std else None, bgr=self.bgr)
+        return None if ov.empty else ov
+
+
+_PREPROCESS_FLAGS = ("--size", "--resize", "--crop", "--stretch", "--scale", "--mean", "--std", "--bgr")
+
+
 @click.command("inspect", context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("model_ref", metavar="MODEL")
 @click.option("--model", "arch", default=None, metavar="NAME",
               help="Architecture of a bare (torchvision-format) state-dict checkpoint.")
 @click.option("--num-classes", type=click.IntRange(min=1), default=None, help="Classes of the head (registry names).")
 @click.option("--input-size", default=None, metavar="S|C,H,W", help="Image input size, e.g. 224 or 3,224,224.")
-@click.option("--seq-len", type=click.IntRange(min=1), default=None, help="Text models: sequence length [default: 64].")
+@click.option("--seq-len", type=click.IntRange(min=1), default=None,
+              help="Text models: sequence length [default: 64, or the model's maximum if smaller].")
 @click.option("--vocab-size", type=click.IntRange(min=2), default=None, help="Text models: vocabulary size [default: 10000].")
 @click.option("--batch", type=click.IntRange(min=1), default=1, show_default=True, help="ONNX: batch size for dynamic batch axes.")
 @click.option("--all", "show_all", is_flag=True, help="Also list shape-arithmetic and constant nodes.")
@@ -108,15 +155,29 @@ def _batch(stats: Any) -> Any:
 @click.option("-o", "--output", default=None, metavar="FILE.png", help="Montage PNG written by --activations.")
 @click.option("--max-channels", type=click.IntRange(min=1), default=64, show_default=True,
               help="Channels drawn in the montage.")
-def inspect(model_ref: str, arch: str | None, num_classes: int | None, input_size: str | None,
-            seq_len: int | None, vocab_size: int | None, batch: int, show_all: bool, as_json: bool,
-            list_layers: bool, image: str | None, layer: str | None, output: str | None,
-            max_channels: int) -> None:
+@click.option("--size", type=CommaList(int, minimum=1, lengths=(1, 2), separators=",x", example="224,224"),
+              default=None, metavar="H,W", help="--activations: network input size (foreign models).")
+@click.option("--resize", type=click.IntRange(min=1), default=None, metavar="SHORT_SIDE",
+              help="--activations: resize the short side to this, then centre-crop to the input size.")
+@click.option("--crop", type=click.IntRange(min=1), default=None, metavar="N",
+              help="--activations: centre crop N x N (sets the size).")
+@click.option("--stretch", is_flag=True, help="--activations: resize the whole image to the input size (no crop).")
+@click.option("--scale", type=click.FloatRange(min=0, min_open=True), default=None, metavar="S",
+              help="--activations: multiply 0-255 pixels by S (default 1/255).")
+@click.option("--mean", type=CommaList(float, lengths=(1, 3), example="0.485,0.456,0.406"), default=None,
+              metavar="R,G,B", help="--activations: mean subtracted after scaling.")
+@click.option("--std", type=CommaList(float, lengths=(1, 3), example="0.229,0.224,0.225"), default=None,
+              metavar="R,G,B", help="--activations: std divided after scaling.")
+@click.option("--bgr", is_flag=True, help="--activations: feed BGR instead of RGB.")
+def inspect(**params: Any) -> None:
     """Per-layer output shape, params and MACs of a model, with totals (like analyzeNetwork).
 
     MODEL is a registry name (see `edgecv models`), an edgecv or torchvision checkpoint
     (.pt/.pth; add --model NAME for a bare state dict) or an .onnx file. For an .onnx exported
     by edgecv, its contract (task, labels, preprocessing, export settings) is printed first.
+    --activations prepares IMAGE with the model's own preprocessing; for a foreign model, give
+    it with the same flags as `edgecv infer` (--size --resize --crop --stretch --scale --mean
+    --std --bgr).
 
     \b
     Example:
@@ -127,19 +188,16 @@ def inspect(model_ref: str, arch: str | None, num_classes: int | None, input_siz
       edgecv inspect model.onnx
       edgecv inspect model.onnx --layers
       edgecv inspect model.onnx --activations cat.jpg --layer /features/features.0/features.0.2/Clip_output_0 -o maps.png
+      edgecv inspect foreign.onnx --activations cat.jpg --layer conv1 -o maps.png --size 224 --mean 0.5 --std 0.5
     """
-    if image is not None and (layer is None or output is None):
-        raise click.UsageError("--activations IMAGE needs --layer NAME and -o FILE.png")
-    if (layer is not None or output is not None) and image is None:
-        raise click.UsageError("--layer and -o are used with --activations IMAGE")
-    kind = resolve_kind(model_ref)
-    if (list_layers or image) and kind != "onnx":
-        raise click.BadParameter(f"{model_ref}: --layers/--activations work on an .onnx file",
+    opts = InspectOptions(**params)
+    _check_usage(opts)
+    kind = resolve_kind(opts.model_ref)
+    if (opts.list_layers or opts.image) and kind != "onnx":
+        raise click.BadParameter(f"{opts.model_ref}: --layers/--activations work on an .onnx file",
                                  param_hint="MODEL")
     if kind == "onnx":
-        _inspect_onnx(model_ref, batch=batch, seq_len=seq_len, input_size=input_size, show_all=show_all,
-                      as_json=as_json, list_layers=list_layers, image=image, layer=layer, output=output,
-                      max_channels=max_channels)
+        _inspect_onnx(opts)
         return
     from edgecv.errors import require
 
@@ -151,16 +209,26 @@ def inspect(model_ref: str, arch: str | None, num_classes: int | None, input_siz
     )
 
     if kind == "checkpoint":
-        stats = summarize_checkpoint(model_ref, model_name=arch, num_classes=num_classes,
-                                     vocab_size=vocab_size, input_size=input_size, seq_len=seq_len)
+        stats = summarize_checkpoint(opts.model_ref, model_name=opts.arch, num_classes=opts.num_classes,
+                                     vocab_size=opts.vocab_size, input_size=opts.input_size, seq_len=opts.seq_len)
     else:
         from edgecv.models import get_model_spec
 
-        spec = get_model_spec(model_ref)  # unknown names: error listing the valid ones
-        size = parse_input_size(input_size, default=spec.input_size) if spec.task == "image" else None
-        stats = summarize_registered(model_ref, num_classes=num_classes, vocab_size=vocab_size,
-                                     input_size=size, seq_len=seq_len)
-    _emit(stats, as_json=as_json, show_all=show_all)
+        spec = get_model_spec(opts.model_ref)  # unknown names: error listing the valid ones
+        size = parse_input_size(opts.input_size, default=spec.input_size) if spec.task == "image" else None
+        stats = summarize_registered(opts.model_ref, num_classes=opts.num_classes, vocab_size=opts.vocab_size,
+                                     input_size=size, seq_len=opts.seq_len)
+    _emit(stats, as_json=opts.as_json, show_all=opts.show_all)
+
+
+def _check_usage(opts: InspectOptions) -> None:
+    """Flag combinations that cannot mean anything: click usage errors (exit 2)."""
+    if opts.image is not None and (opts.layer is None or opts.output is None):
+        raise click.UsageError("--activations IMAGE needs --layer NAME and -o FILE.png")
+    if (opts.layer is not None or opts.output is not None) and opts.image is None:
+        raise click.UsageError("--layer and -o are used with --activations IMAGE")
+    if opts.image is None and opts.overrides() is not None:
+        raise click.UsageError(f"{'/'.join(_PREPROCESS_FLAGS)} prepare the image of --activations IMAGE")
 
 
 def _emit(stats: Any, *, as_json: bool, show_all: bool, contract: Any = None) -> None:
@@ -176,42 +244,108 @@ def _emit(stats: Any, *, as_json: bool, show_all: bool, contract: Any = None) ->
     click.echo(render(stats, show_all=show_all))
 
 
-def _inspect_onnx(path: str, *, batch: int, seq_len: int | None, input_size: str | None, show_all: bool,
-                  as_json: bool, list_layers: bool, image: str | None, layer: str | None,
-                  output: str | None, max_channels: int) -> None:
+def _inspect_onnx(opts: InspectOptions) -> None:
     from edgecv.contract import contract_from_model
     from edgecv.onnx_file import load_onnx
-    from edgecv.table import format_table
 
-    if image is not None:
-        from edgecv.graph.activations import write_montage
-
-        summary = write_montage(path, image, layer, output, max_channels=max_channels)
-        if as_json:
-            click.echo(json.dumps(summary, indent=2))
-        else:
-            click.echo(f"wrote {summary['output']}: {summary['channels_shown']} channel(s) of {layer} "
-                       f"{_shape_text(summary['shape'])} (min {summary['min']:.4g}, max {summary['max']:.4g})")
+    if opts.image is not None:
+        _activations(opts)
         return
-    model = load_onnx(path)
-    if list_layers:
-        from edgecv.graph.activations import list_tensors
-
-        tensors = list_tensors(model)
-        if as_json:
-            click.echo(json.dumps([t.to_dict() for t in tensors], indent=2))
-        else:
-            click.echo(format_table([{"name": t.name, "op": t.op, "shape": _shape_text(t.shape)} for t in tensors],
-                                    [("name", "name"), ("op", "op"), ("shape", "shape (batch 1)")]))
+    model = load_onnx(opts.model_ref)
+    if opts.list_layers:
+        _list_layers(model, as_json=opts.as_json)
         return
     from edgecv.graph.stats import graph_stats
 
     side = 224
-    if input_size:
+    if opts.input_size:
         try:
-            side = int(str(input_size).replace("x", ",").split(",")[-1])
+            side = int(str(opts.input_size).replace("x", ",").split(",")[-1])
         except ValueError:
-            raise click.BadParameter(f"{input_size!r}: expected e.g. 224 or 3,224,224",
+            raise click.BadParameter(f"{opts.input_size!r}: expected e.g. 224 or 3,224,224",
                                      param_hint="--input-size") from None
-    stats = graph_stats(model, batch=batch, seq_len=seq_len or 64, image_size=side, source=path)
-    _emit(stats, as_json=as_json, show_all=show_all, contract=contract_from_model(model, source=path))
+    contract = contract_from_model(model, source=opts.model_ref)
+    seq_len = _onnx_seq_len(opts, contract)
+    stats = graph_stats(model, batch=opts.batch, seq_len=seq_len, image_size=side, source=opts.model_ref)
+    _emit(stats, as_json=opts.as_json, show_all=opts.show_all, contract=contract)
+
+
+def _onnx_seq_len(opts: InspectOptions, contract: Any) -> int:
+    """--seq-len, checked against the model's maximum; by default 64 or that maximum if smaller
+    (shapes at a length the graph cannot run would describe a model that does not exist)."""
+    from edgecv.errors import InputError
+
+    limit = contract.max_seq_len if contract is not None else None
+    if opts.seq_len is not None and limit is not None and opts.seq_len > limit:
+        raise InputError(f"{Path(opts.model_ref).name}: --seq-len {opts.seq_len} is above the model's maximum "
+                         f"of {limit} tokens (edgecv.max_seq_len)")
+    return opts.seq_len or min(64, limit or 64)
+
+
+def _list_layers(model: Any, *, as_json: bool) -> None:
+    from edgecv.graph.activations import list_tensors
+    from edgecv.table import format_table
+
+    tensors = list_tensors(model)
+    if as_json:
+        click.echo(json.dumps([t.to_dict() for t in tensors], indent=2))
+    else:
+        click.echo(format_table([{"name": t.name, "op": t.op, "shape": _shape_text(t.shape)} for t in tensors],
+                                [("name", "name"), ("op", "op"), ("shape", "shape (batch 1)")]))
+
+
+def _activations(opts: InspectOptions) -> None:
+    """--activations: the output path is checked before the model runs, the preprocessing
+    flags become a spec here (the graph layer takes a finished spec, it knows no flags)."""
+    from edgecv.graph.activations import write_montage
+    from edgecv.io import check_writable
+
+    check_writable(opts.output or "", option="-o")
+    spec = _activation_spec(opts)
+    summary = write_montage(opts.model_ref, opts.image or "", opts.layer or "", opts.output or "",
+                            max_channels=opts.max_channels, spec=spec)
+    if opts.as_json:
+        click.echo(json.dumps(summary, indent=2))
+    else:
+        click.echo(f"wrote {summary['output']}: {summary['channels_shown']} channel(s) of {opts.layer} "
+                   f"{_shape_text(summary['shape'])} (min {summary['min']:.4g}, max {summary['max']:.4g})")
+
+
+def _activation_spec(opts: InspectOptions) -> Any:
+    """The model's preprocessing (contract, else defaults from its input) with the flags applied,
+    exactly as ``edgecv infer`` builds it; None without flags (the graph layer's own choice)."""
+    import re
+
+    import numpy as np
+
+    from edgecv.contract import contract_from_model
+    from edgecv.errors import InputError
+    from edgecv.onnx_file import graph_inputs, load_onnx
+    from edgecv.runtimes.foreign import build_spec
+    from edgecv.runtimes.inputs import InputInfo
+
+    overrides = opts.overrides()
+    if overrides is None:
+        return None
+    name = Path(opts.model_ref).name
+    model = load_onnx(opts.model_ref, load_external_data=False)
+    contract = contract_from_model(model, source=opts.model_ref)
+    inputs = [InputInfo.from_onnx(i, source=name) for i in graph_inputs(model)]
+    if not inputs or len(inputs[0].shape) != 4 or (contract is not None and contract.task != "image"):
+        got = f"input {inputs[0].name!r} {inputs[0].describe()}" if inputs else "no inputs"
+        raise InputError(f"{name}: {'/'.join(_PREPROCESS_FLAGS)} prepare an image, but the model has {got}; "
+                         "expected an image model with an (N, C, H, W) or (N, H, W, C) input")
+    dtype = "float16" if np.dtype(inputs[0].dtype) == np.float16 else "float32"
+    try:
+        spec = build_spec(input_shape=list(inputs[0].shape), input_dtype=dtype,
+                          base=contract.preprocess if contract is not None else None, overrides=overrides)
+    except InputError as exc:  # its words are the Python keywords: name the flags instead
+        text = re.sub(r"^(mean/std|resize|scale|size) ", lambda m: "--" + m.group(1).replace("/", "/--") + " ",
+                      str(exc))
+        raise InputError(f"{name}: {text}") from None
+    hw = slice(2, 4) if spec.layout == "nchw" else slice(1, 3)
+    if any(d is not None and d != w for d, w in zip(inputs[0].shape[hw], spec.input_shape(1)[hw])):
+        h, w = spec.size  # blame the flag, not ONNX Runtime's "invalid dimensions" later
+        raise InputError(f"{name}: --size/--crop give {h}x{w}, but input {inputs[0].name!r} is fixed at "
+                         f"{inputs[0].describe()}; leave them out or match the model")
+    return spec

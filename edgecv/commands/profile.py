@@ -18,7 +18,7 @@ _POSITIVE = {"convert": int, "minimum": 1}
               help="Comma-separated providers to sweep: auto, cpu, cuda, tensorrt.")
 @click.option("--batch", default="1", show_default=True, type=CommaList(**_POSITIVE, example="1,8,32"), help="Comma-separated batch sizes, e.g. 1,8,32.")
 @click.option("--threads", default=None, type=CommaList(**_POSITIVE, example="1,2,4"), help="Comma-separated intra-op thread counts [default: usable cores].")
-@click.option("--seq-len", default=None, type=CommaList(**_POSITIVE, example="16,64,256"), help="Text models: comma-separated sequence lengths, e.g. 16,64,256.")
+@click.option("--seq-len", default=None, type=CommaList(**_POSITIVE, example="16,64,256"), help="Text models: comma-separated sequence lengths, e.g. 16,64,256 (lengths above the model's maximum are skipped with a notice).")
 @click.option("--shape", "shapes", multiple=True, metavar="NAME=D0,D1,...",
               help="Input shape for foreign models with dynamic dims, e.g. input=1,3,224,224 (dim 0 follows --batch).")
 @click.option("--warmup", default=10, show_default=True, type=int, help="Untimed runs before measuring.")
@@ -50,6 +50,9 @@ def profile(models: tuple[str, ...], provider: list[str], batch: list[int], thre
 
     Several files (e.g. fp32 / int8 exports) are compared side by side with ratios to the first;
     --torch and --opencv add baselines measured in the same run with the same threads.
+    A configuration that cannot run (a --seq-len above the model's maximum, a provider whose
+    session fails) is reported as "skipped: ..." and the others are still measured; the exit
+    code is 1 only when nothing could be measured.
 
     \b
     Examples:
@@ -68,15 +71,12 @@ def profile(models: tuple[str, ...], provider: list[str], batch: list[int], thre
         raise click.UsageError("--runs and --duration: give one of them, not both")
     if top < 1:
         raise click.BadParameter(f"{top}: expected a positive integer", param_hint="--top")
+    _check_outputs(json_out=json_out, csv_out=csv_out, md_out=md_out, plot_out=plot_out)
     opts = ProfileOptions(
         models=list(models), providers=provider, batches=batch, threads=threads or [usable_cores()],
         seq_lens=seq_len or [None], shapes=parse_shapes(shapes),
         warmup=warmup, runs=runs, duration_s=duration, ops=ops, top=top, baselines=_eager_baselines(torch_ckpt, models[0]),
         opencv=opencv, pipeline=pipeline, peak=peak, spinning=spinning, verbose=verbose)
-    if plot_out:  # fail before measuring, not after
-        from edgecv.errors import require
-
-        require("matplotlib", "plot")
     to_stdout = json_out == "-"
     say = _progress(quiet=to_stdout)
     result = run_profile(opts, progress=say)
@@ -87,6 +87,20 @@ def profile(models: tuple[str, ...], provider: list[str], batch: list[int], thre
             for line in over:
                 click.echo(f"FAIL: {line}", err=True)
             raise SystemExit(1)
+
+
+def _check_outputs(*, json_out: str | None, csv_out: str | None, md_out: str | None,
+                   plot_out: str | None) -> None:
+    """Fail before measuring, not after: a sweep can take minutes, and its results must not be
+    lost to an output path that cannot be written (``--json -`` is stdout and always works)."""
+    from edgecv.errors import require
+    from edgecv.io import check_writable
+
+    for option, path in (("--json", json_out), ("--csv", csv_out), ("--markdown", md_out), ("--plot", plot_out)):
+        if path and not (option == "--json" and path == "-"):
+            check_writable(path, option=option)
+    if plot_out:
+        require("matplotlib", "plot")
 
 
 def _eager_baselines(checkpoint: str | None, first_model: str) -> list[Any]:

@@ -3,7 +3,9 @@ of a layer's channels (numpy/onnx/onnxruntime/OpenCV only, never torch).
 
 ONNX Runtime only returns graph outputs, so the chosen tensor is added as an extra output of an
 in-memory copy of the model (the file on disk is untouched). The image goes through the model's
-own contract preprocessing when it has one, so the maps are what the deployed model really sees.
+own contract preprocessing when it has one, so the maps are what the deployed model really sees;
+a foreign model's caller hands in a finished ``PreprocessSpec`` (``edgecv inspect`` builds it
+from the same flags as ``edgecv infer``: this layer knows no flags and imports only the core).
 """
 from __future__ import annotations
 
@@ -59,19 +61,24 @@ def list_tensors(model: Any) -> list[TensorInfo]:
     return found
 
 
-def _image_spec(model: Any, contract: Any) -> PreprocessSpec:
-    """The contract's preprocessing, or ImageNet defaults fitted to the input's declared shape."""
+def _image_spec(model: Any, contract: Any, spec: PreprocessSpec | None = None, *,
+                source: str = "model") -> PreprocessSpec:
+    """``spec`` when given (the caller's, e.g. built from ``edgecv inspect``'s preprocessing
+    flags), else the contract's, else ImageNet defaults fitted to the input's declared shape;
+    always checked against the model (an image input) and given the graph's input dtype."""
     inputs = graph_inputs(model)
     if not inputs:
-        raise ModelError("model has no inputs to feed an image to")
+        raise ModelError(f"{source}: has no inputs to feed an image to")
     tensor = inputs[0].type.tensor_type
     dims = [d.dim_value if d.HasField("dim_value") else None for d in tensor.shape.dim]
     if contract is not None and contract.task != "image":
-        raise InputError(f"activation montages need an image model; this one is a {contract.task} model")
+        raise InputError(f"{source}: is a {contract.task} model; activation montages need an image model")
     if len(dims) != 4:
-        raise InputError(f"input {inputs[0].name!r} has rank {len(dims)}: activation montages need an "
-                         "image model with an (N, C, H, W) or (N, H, W, C) input")
+        raise InputError(f"{source}: input {inputs[0].name!r} has rank {len(dims)}; activation montages need "
+                         "an image model with an (N, C, H, W) or (N, H, W, C) input")
     dtype = "float16" if tensor.elem_type == 10 else "float32"
+    if spec is not None:
+        return spec.replace(dtype=dtype)
     if contract is not None and contract.preprocess is not None:
         return contract.preprocess.replace(dtype=dtype)
     nhwc = dims[3] in (1, 3) and dims[1] not in (1, 3)
@@ -94,14 +101,14 @@ def compute_activation(model_path: str | os.PathLike[str], image_path: str | os.
         raise InputError(f"{Path(model_path).name}: no tensor named {layer!r}; "
                          f"{_suggest(layer, list(names))} (list them with --layers)")
     contract = contract_from_model(model, source=str(model_path))
-    spec = spec or _image_spec(model, contract)
+    spec = _image_spec(model, contract, spec, source=Path(model_path).name)
     x = preprocess_image(load_image(image_path), spec)[None]  # (1, C, H, W) or (1, H, W, C)
 
     work = copy.deepcopy(model)
     if layer not in {o.name for o in work.graph.output}:
         work.graph.output.append(helper.make_empty_tensor_value_info(layer))
     opts = ort.SessionOptions()
-    opts.log_severity_level = 3
+    opts.log_severity_level = 4  # a failure is reported as one line below, not by ORT's C++ log too
     try:
         session = ort.InferenceSession(work.SerializeToString(), opts, providers=["CPUExecutionProvider"])
         input_name = session.get_inputs()[0].name
@@ -157,12 +164,15 @@ def montage(activation: np.ndarray, *, max_channels: int = 64, tile: int = 96, g
 
 
 def write_montage(model_path: str | os.PathLike[str], image_path: str | os.PathLike[str], layer: str,
-                  out_path: str | os.PathLike[str], *, max_channels: int = 64) -> dict[str, Any]:
-    """Compute ``layer`` for one image and write its channel montage PNG; returns a summary."""
+                  out_path: str | os.PathLike[str], *, max_channels: int = 64,
+                  spec: PreprocessSpec | None = None) -> dict[str, Any]:
+    """Compute ``layer`` for one image and write its channel montage PNG; returns a summary.
+
+    ``spec`` overrides the model's own preprocessing (a foreign model has none to offer)."""
     out = Path(out_path)
     if out.suffix.lower() not in (".png", ".jpg", ".jpeg", ".bmp"):
         raise InputError(f"{out}: expected a .png (or .jpg/.bmp) output path")
-    value = compute_activation(model_path, image_path, layer)
+    value = compute_activation(model_path, image_path, layer, spec=spec)
     picture = montage(value, max_channels=max_channels, layer=layer)
     ok, encoded = cv2.imencode(out.suffix.lower(), picture)
     if not ok:

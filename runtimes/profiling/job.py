@@ -50,33 +50,34 @@ _RUNTIME_ORDER = {"onnxruntime": 0, "torch": 1, "opencv": 2}
 
 
 def run_profile(opts: ProfileOptions, *, progress: Callable[[str], None] | None = None) -> ProfileReport:
-    """Measure every configuration, then add baselines, roofline and ratios."""
+    """Measure every configuration, then add baselines, roofline and ratios.
+
+    A configuration that cannot be built or run becomes a "skipped: ..." notice and the others
+    are still measured; only a sweep in which nothing ran is an error (one line, before anything
+    is timed when no configuration can even be built)."""
     from edgecv.runtimes.profiling import report, sysinfo
     from edgecv.runtimes.profiling.timing import check_budget
 
     check_budget(runs=opts.runs, duration_s=opts.duration_s, warmup=opts.warmup)
     say = progress or (lambda _msg: None)
     infos = [sweep.inspect_model(p) for p in opts.models]
-    configs = sweep.expand(infos, providers=opts.providers, batches=opts.batches,
-                           threads=opts.threads, seq_lens=opts.seq_lens)
-    for cfg in configs:  # fail on un-synthesisable inputs before anything slow runs
-        sweep.synthesize_inputs(cfg.model, batch=cfg.batch, seq_len=cfg.seq_len, shapes=opts.shapes)
+    configs, skipped = sweep.plan(sweep.expand(infos, providers=opts.providers, batches=opts.batches,
+                                               threads=opts.threads, seq_lens=opts.seq_lens), shapes=opts.shapes)
+    if not configs:
+        raise sweep.nothing_measured(skipped)
     notices: list[str] = []
-    results: list[sweep.ProfileResult] = []
-    for cfg in configs:
-        say(f"{cfg.model.name} {cfg.provider} batch {cfg.batch} threads {cfg.threads}"
-            + (f" seq {cfg.seq_len}" if cfg.seq_len else ""))
-        results.append(sweep.profile_config(cfg, warmup=opts.warmup, runs=opts.runs, duration_s=opts.duration_s,
-                                            shapes=opts.shapes, verbose=opts.verbose, notices=notices,
-                                            spinning=opts.spinning))
-    ops: list[tuple[str, Any]] = []
-    if opts.ops:
-        ops = _ops(opts, configs, say)
-        for res, (_label, prof) in zip(results, ops):  # results are still in config order here
-            res.extra["ops"] = prof.to_dict(top=opts.top)
-    results += _baselines(opts, configs, notices, say)
+    measured, failed = sweep.run_sweep(configs, warmup=opts.warmup, runs=opts.runs, duration_s=opts.duration_s,
+                                       shapes=opts.shapes, verbose=opts.verbose, notices=notices,
+                                       spinning=opts.spinning, progress=lambda cfg: say(cfg.label))
+    skipped += failed
+    if not measured:
+        raise sweep.nothing_measured(skipped)
+    notices[:0] = [s.notice for s in skipped]
+    results = [res for _cfg, res in measured]
+    ops = _ops(opts, measured, notices, say) if opts.ops else []
+    results += _baselines(opts, [cfg for cfg, _res in measured], notices, say)
     order = {info.name: i for i, info in enumerate(infos)}
-    lead = results[0].provider if results else None
+    lead = results[0].provider
     results.sort(key=lambda r: (r.provider != lead, r.batch, r.threads or 0, r.seq_len or 0,
                                 _RUNTIME_ORDER.get(r.runtime, 9) > 0, order.get(r.model, len(order)),
                                 _RUNTIME_ORDER.get(r.runtime, 9)))
@@ -93,8 +94,7 @@ def run_profile(opts: ProfileOptions, *, progress: Callable[[str], None] | None 
 
 def _baselines(opts: ProfileOptions, configs: Sequence[sweep.Config], notices: list[str],
                say: Callable[[str], None]) -> list[sweep.ProfileResult]:
-    from edgecv.runtimes.profiling import baselines
-
+    """Handed-in and OpenCV baselines on the configurations ONNX Runtime could run."""
     out: list[sweep.ProfileResult] = []
     first = configs[0].model if configs else None
     for baseline in opts.baselines:  # handed in (e.g. PyTorch eager); timed on the first model's inputs
@@ -105,25 +105,50 @@ def _baselines(opts: ProfileOptions, configs: Sequence[sweep.Config], notices: l
                 continue
             seen.add(key)
             say(f"{baseline.runtime} batch {cfg.batch} threads {cfg.threads}")
-            feeds = sweep.synthesize_inputs(cfg.model, batch=cfg.batch, seq_len=cfg.seq_len, shapes=opts.shapes)
-            out.append(baselines.profile_baseline(baseline, cfg, feeds, warmup=opts.warmup, runs=opts.runs,
-                                                  duration_s=opts.duration_s))
+            result = _handed_in(baseline, cfg, opts, notices)
+            if result is not None:
+                out.append(result)
     if opts.opencv:
-        seen = set()
-        failed: set[str] = set()
-        for cfg in configs:
-            key = (cfg.model.name, cfg.batch, cfg.threads, cfg.seq_len)
-            if key in seen or cfg.model.name in failed:
-                continue
-            seen.add(key)
-            say(f"{cfg.model.name} cv2.dnn batch {cfg.batch} threads {cfg.threads}")
-            feeds = sweep.synthesize_inputs(cfg.model, batch=cfg.batch, seq_len=cfg.seq_len, shapes=opts.shapes)
-            try:
-                out.append(baselines.profile_opencv(cfg, feeds, warmup=opts.warmup, runs=opts.runs,
-                                                    duration_s=opts.duration_s))
-            except EdgecvError as exc:  # one model cv2.dnn cannot load must not lose the others
-                notices.append(f"notice: {exc}")
-                failed.add(cfg.model.name)
+        out += _opencv(opts, configs, notices, say)
+    return out
+
+
+def _handed_in(baseline: Any, cfg: sweep.Config, opts: ProfileOptions,
+               notices: list[str]) -> sweep.ProfileResult | None:
+    """One handed-in baseline row; a failure is a notice (its runtime is not ours to judge)."""
+    from edgecv.errors import short_message
+    from edgecv.runtimes.profiling import baselines
+
+    feeds = sweep.synthesize_inputs(cfg.model, batch=cfg.batch, seq_len=cfg.seq_len, shapes=opts.shapes)
+    try:
+        return baselines.profile_baseline(baseline, cfg, feeds, warmup=opts.warmup, runs=opts.runs,
+                                          duration_s=opts.duration_s)
+    except Exception as exc:  # noqa: BLE001 - e.g. torch's RuntimeError from a mismatched checkpoint
+        where = f"batch {cfg.batch} threads {cfg.threads}" + (f" seq-len {cfg.seq_len}" if cfg.seq_len else "")
+        notices.append(f"skipped: {baseline.runtime} {where}: {short_message(exc)}")
+        return None
+
+
+def _opencv(opts: ProfileOptions, configs: Sequence[sweep.Config], notices: list[str],
+            say: Callable[[str], None]) -> list[sweep.ProfileResult]:
+    from edgecv.runtimes.profiling import baselines
+
+    out: list[sweep.ProfileResult] = []
+    seen = set()
+    failed: set[str] = set()
+    for cfg in configs:
+        key = (cfg.model.name, cfg.batch, cfg.threads, cfg.seq_len)
+        if key in seen or cfg.model.name in failed:
+            continue
+        seen.add(key)
+        say(f"{cfg.model.name} cv2.dnn batch {cfg.batch} threads {cfg.threads}")
+        feeds = sweep.synthesize_inputs(cfg.model, batch=cfg.batch, seq_len=cfg.seq_len, shapes=opts.shapes)
+        try:
+            out.append(baselines.profile_opencv(cfg, feeds, warmup=opts.warmup, runs=opts.runs,
+                                                duration_s=opts.duration_s))
+        except EdgecvError as exc:  # one model cv2.dnn cannot load must not lose the others
+            notices.append(f"notice: {exc}")
+            failed.add(cfg.model.name)
     return out
 
 
@@ -145,30 +170,47 @@ def _add_roofline(opts: ProfileOptions, results: list[sweep.ProfileResult], info
         if opts.peak != "off" and r.provider == "cpu" and not info.quantized:
             if r.threads not in peaks:
                 say(f"matmul peak, threads {r.threads}")
-                peaks[r.threads] = roofline.matmul_peak_gflops(threads=r.threads, method=opts.peak)
+                peaks[r.threads] = _peak(opts, r.threads, notices)
             peak = peaks[r.threads]
         r.extra.update(roofline.achieved(macs_cache[key], r.stats.p50_ms, peak))
     if any(i.quantized for i in infos) and opts.peak != "off":
         notices.append("% peak is left out for quantized models: int8 arithmetic against a float32 "
                        "matmul ceiling is not a like-for-like ratio")
-    if opts.peak != "off" and peaks:
+    if opts.peak != "off" and any(peaks.values()):
         notices.append("peak = measured float32 matmul GFLOP/s (" + opts.peak + ") at "
                        + ", ".join(f"{t or 'default'} threads: {p:.1f}" for t, p in peaks.items() if p))
 
 
-def _ops(opts: ProfileOptions, configs: Sequence[sweep.Config], say: Callable[[str], None]) -> list[tuple[str, Any]]:
+def _peak(opts: ProfileOptions, threads: int | None, notices: list[str]) -> float | None:
+    """The matmul ceiling, or None with a notice: the latencies stand without their % peak."""
+    try:
+        return roofline.matmul_peak_gflops(threads=threads, method=opts.peak)
+    except EdgecvError as exc:
+        notices.append(f"no % peak at {threads or 'default'} threads: {exc}")
+        return None
+
+
+def _ops(opts: ProfileOptions, measured: Sequence[tuple[sweep.Config, sweep.ProfileResult]],
+         notices: list[str], say: Callable[[str], None]) -> list[tuple[str, Any]]:
+    """Per-operator traces of the measured configurations; each is also put on its row."""
     from edgecv.runtimes.profiling.ops import profile_ops
 
     out = []
     runs = min(opts.runs or 50, 200)
-    for cfg in configs:
+    for cfg, result in measured:
+        say(f"per-operator profile: {cfg.label}")
+        feeds = sweep.synthesize_inputs(cfg.model, batch=cfg.batch, seq_len=cfg.seq_len, shapes=opts.shapes)
+        try:
+            prof = profile_ops(cfg.model.path, feeds, provider=cfg.provider, threads=cfg.threads,
+                               warmup=min(opts.warmup, 10), runs=runs, verbose=opts.verbose,
+                               spinning=opts.spinning)
+        except EdgecvError as exc:  # the latency row stands without its breakdown
+            notices.append(f"no operator profile: {cfg.label}: {sweep.Skipped(cfg, exc).reason}")
+            continue
+        result.extra["ops"] = prof.to_dict(top=opts.top)
         label = f"{cfg.model.name} {cfg.provider} batch {cfg.batch} threads {cfg.threads}" + (
             f" seq {cfg.seq_len}" if cfg.seq_len else "")
-        say(f"per-operator profile: {label}")
-        feeds = sweep.synthesize_inputs(cfg.model, batch=cfg.batch, seq_len=cfg.seq_len, shapes=opts.shapes)
-        out.append((label, profile_ops(cfg.model.path, feeds, provider=cfg.provider, threads=cfg.threads,
-                                       warmup=min(opts.warmup, 10), runs=runs, verbose=opts.verbose,
-                                       spinning=opts.spinning)))
+        out.append((label, prof))
     return out
 
 

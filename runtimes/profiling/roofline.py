@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from edgecv.errors import EdgecvError, InputError
+from edgecv.errors import EdgecvError, InputError, short_message
 
 _PEAK_CACHE: dict[tuple[str, int | None, int], float] = {}
 
@@ -90,7 +90,8 @@ def numpy_matmul_gflops(*, threads: int | None, n: int = 768, repeats: int = 40)
     proc = subprocess.run([sys.executable, "-c", _NUMPY_SNIPPET, str(n), str(repeats)], env=env,
                           capture_output=True, text=True, timeout=300, check=False)
     if proc.returncode != 0:
-        raise EdgecvError(f"numpy matmul peak measurement failed: {proc.stderr.strip()[-200:]}")
+        raise EdgecvError(f"--peak numpy: the numpy matmul measurement failed "
+                          f"({short_message(proc.stderr.strip()[-200:])}); use --peak onnxruntime or --peak off")
     return float(json.loads(proc.stdout.strip().splitlines()[-1])["gflops"])
 
 

@@ -5,11 +5,18 @@ vs dynamic dims) plus its edgecv contract (image size, tokenizer vocabulary and 
 foreign model whose dims cannot be inferred gets a one-line error naming the flag that fixes it
 (``--shape input=1,3,224,224`` or ``--seq-len``); a fixed-batch model asked for another batch
 size gets an error instead of a silently different measurement.
+
+One configuration that cannot run never loses the rest of a sweep: :func:`plan` sets aside
+configurations that cannot be built (a ``--seq-len`` above the model's maximum, a batch size a
+fixed-batch graph cannot take) and :func:`run_sweep` those whose session creation or first run
+fails; each becomes a :class:`Skipped` notice and the others are measured. Only when nothing at
+all can be measured is there an error (:func:`nothing_measured`).
 """
 from __future__ import annotations
 
 import itertools
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -24,7 +31,7 @@ from edgecv.runtimes.profiling.timing import (
     session_runner,
 )
 
-from edgecv.errors import InputError
+from edgecv.errors import EdgecvError, InputError, ModelError, short_message
 
 _QUANT_OPS = {"QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear", "QLinearConv", "QLinearMatMul",
               "MatMulInteger", "ConvInteger", "DynamicQuantizeMatMul", "MatMulIntegerToFloat"}
@@ -47,6 +54,11 @@ class ModelInfo:
     @property
     def is_text(self) -> bool:
         return self.task == "text"
+
+    @property
+    def max_seq_len(self) -> int | None:
+        """The longest sequence the graph takes, from the contract (None when unknown)."""
+        return self.contract.max_seq_len if self.contract is not None and self.is_text else None
 
 
 def inspect_model(path: str | os.PathLike[str]) -> ModelInfo:
@@ -186,6 +198,69 @@ class Config:
     threads: int | None
     seq_len: int | None = None
 
+    @property
+    def label(self) -> str:
+        """How notices name this configuration: ``m.onnx cpu batch 1 threads 2 seq-len 64``."""
+        return (f"{self.model.name} {self.provider} batch {self.batch} threads {self.threads or 'default'}"
+                + (f" seq-len {self.seq_len}" if self.seq_len else ""))
+
+
+@dataclass
+class Skipped:
+    """A configuration that could not be measured, and the one-line error that says why."""
+
+    config: Config
+    error: EdgecvError
+
+    @property
+    def reason(self) -> str:
+        text = short_message(self.error)
+        for prefix in (f"{self.config.model.path}: ", f"{self.config.model.name}: "):
+            if text.startswith(prefix):  # the label already names the model
+                return text[len(prefix):]
+        return text
+
+    @property
+    def notice(self) -> str:
+        return f"skipped: {self.config.label}: {self.reason}"
+
+
+def check_config(cfg: Config, *, shapes: dict[str, list[int]] | None = None) -> dict[str, np.ndarray]:
+    """The inputs of one configuration, or a one-line error saying why it cannot be built
+    (cheap: no session is created, so a whole sweep is checked before anything is timed)."""
+    feeds = synthesize_inputs(cfg.model, batch=cfg.batch, seq_len=cfg.seq_len, shapes=shapes)
+    limit, seq = cfg.model.max_seq_len, seq_of(cfg.model, feeds)
+    if limit is not None and seq is not None and seq > limit:
+        raise InputError(f"{cfg.model.name}: sequence length {seq} is above the model's maximum of {limit} "
+                         f"tokens (edgecv.max_seq_len); use --seq-len {limit} or less")
+    return feeds
+
+
+def plan(configs: Sequence[Config], *, shapes: dict[str, list[int]] | None = None
+         ) -> tuple[list[Config], list[Skipped]]:
+    """Split ``configs`` into those that can be built and those skipped (with the reason)."""
+    kept: list[Config] = []
+    skipped: list[Skipped] = []
+    for cfg in configs:
+        try:
+            check_config(cfg, shapes=shapes)
+        except EdgecvError as exc:
+            skipped.append(Skipped(cfg, exc))
+        else:
+            kept.append(cfg)
+    return kept, skipped
+
+
+def nothing_measured(skipped: Sequence[Skipped]) -> EdgecvError:
+    """The one error for a sweep in which no configuration ran: the reason itself when there is
+    one (or all share it), else how many were skipped and the first reason."""
+    if not skipped:
+        return InputError("nothing to profile: expected at least one model and configuration")
+    if len({s.reason for s in skipped}) == 1:
+        return skipped[0].error
+    return ModelError(f"no configuration could be measured ({len(skipped)} skipped); first: "
+                      f"{skipped[0].config.label}: {skipped[0].reason}")
+
 
 def expand(models: Sequence[ModelInfo], *, providers: Sequence[str], batches: Sequence[int],
            threads: Sequence[int | None], seq_lens: Sequence[int | None] = (None,)) -> list[Config]:
@@ -238,22 +313,46 @@ def profile_config(cfg: Config, *, warmup: int, runs: int | None, duration_s: fl
     if notices is not None:
         notices.extend(n for n in info.notices if n not in notices)
     fn = session_runner(info.session, feeds)
-    cold = ColdStart(info.create_ms, _first_run(fn, cfg))
+    cold = ColdStart(info.create_ms, _first_run(_first_runner(info.session, feeds, verbose=verbose), cfg))
     stats = measure(fn, warmup=warmup, runs=runs, duration_s=duration_s, items_per_run=cfg.batch)
     seq = seq_of(cfg.model, feeds)
     return ProfileResult(cfg.model.name, "onnxruntime", info.provider, cfg.batch, cfg.threads, seq,
                          stats, cold, list(info.providers), str(cfg.model.path), extra={"spinning": spinning})
 
 
-def _first_run(fn: Callable[[], Any], cfg: Config) -> float:
-    from edgecv.errors import ModelError
+def _first_runner(session: Any, feeds: dict[str, np.ndarray], *, verbose: bool) -> Callable[[], Any]:
+    """The first run with ONNX Runtime's own error log off (unless ``verbose``): a failure
+    becomes our one-line reason, and the C++ log line would be a second, unreadable one."""
+    if verbose:
+        return session_runner(session, feeds)
+    import functools
 
+    import onnxruntime as ort
+
+    quiet = ort.RunOptions()
+    quiet.log_severity_level = 4  # FATAL only
+    return functools.partial(session.run, None, feeds, quiet)
+
+
+def _first_run(fn: Callable[[], Any], cfg: Config) -> float:
     try:
         return first_run_ms(fn)
     except Exception as exc:  # ORT's own exception types: shape/dtype mismatch and the like
-        text = " ".join(str(exc).split())[:200]
         raise ModelError(f"{cfg.model.name}: ONNX Runtime cannot run batch {cfg.batch}"
-                         f"{f' seq-len {cfg.seq_len}' if cfg.seq_len else ''} ({text})") from None
+                         f"{f' seq-len {cfg.seq_len}' if cfg.seq_len else ''} ({ort_reason(exc)})") from None
+
+
+def ort_reason(exc: BaseException) -> str:
+    """The useful end of an ONNX Runtime failure: "Add node '/Add': ... 64 by 256" instead of
+    200 characters of source paths and C++ signatures that cut the actual reason off."""
+    text = " ".join(str(exc).split())
+    node = re.search(r"running (\w+) node\. Name:'([^']*)'", text)
+    if node is None or "Status Message:" not in text:
+        return short_message(text)
+    tail = text.rsplit("Status Message:", 1)[1].strip()
+    tail = re.sub(r"^\S+:\d+ .*? was false\.\s*", "", tail)  # "file.h:583 void f(...) cond was false."
+    name = f" '{node.group(2)}'" if node.group(2) else ""
+    return short_message(f"{node.group(1)} node{name}: {tail}")
 
 
 def seq_of(info: ModelInfo, feeds: dict[str, np.ndarray]) -> int | None:
@@ -265,13 +364,21 @@ def seq_of(info: ModelInfo, feeds: dict[str, np.ndarray]) -> int | None:
 
 def run_sweep(configs: Sequence[Config], *, warmup: int, runs: int | None, duration_s: float | None,
               shapes: dict[str, list[int]] | None = None, verbose: bool = False,
-              notices: list[str] | None = None,
-              progress: Callable[[Config], None] | None = None) -> list[ProfileResult]:
-    """Profile every configuration in order (models stay grouped for side-by-side ratios)."""
-    results = []
+              notices: list[str] | None = None, spinning: bool = True,
+              progress: Callable[[Config], None] | None = None
+              ) -> tuple[list[tuple[Config, ProfileResult]], list[Skipped]]:
+    """Profile every configuration in order (models stay grouped for side-by-side ratios);
+    one whose session creation or first run fails is skipped with its reason, never fatal."""
+    measured: list[tuple[Config, ProfileResult]] = []
+    skipped: list[Skipped] = []
     for cfg in configs:
         if progress is not None:
             progress(cfg)
-        results.append(profile_config(cfg, warmup=warmup, runs=runs, duration_s=duration_s,
-                                      shapes=shapes, verbose=verbose, notices=notices))
-    return results
+        try:
+            result = profile_config(cfg, warmup=warmup, runs=runs, duration_s=duration_s, shapes=shapes,
+                                    verbose=verbose, notices=notices, spinning=spinning)
+        except EdgecvError as exc:
+            skipped.append(Skipped(cfg, exc))
+        else:
+            measured.append((cfg, result))
+    return measured, skipped

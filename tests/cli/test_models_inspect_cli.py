@@ -184,3 +184,42 @@ def test_real_console_script(image_onnx: Path, tmp_path: Path) -> None:
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 1 and proc.stdout == ""
     assert proc.stderr.strip().count("\n") == 0 and "Git LFS" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_activations_of_a_foreign_model_take_infer_preprocessing_flags(tmp_path: Path) -> None:
+    """No contract: --size/--mean/--std (as for `edgecv infer`) decide what the layer sees."""
+    from edgecv.preprocess import PreprocessSpec, load_image, preprocess_image
+
+    two = numpy_helper.from_array(np.array(2.0, np.float32), "two")
+    w = numpy_helper.from_array(np.ones((2, 3, 1, 1), np.float32), "w")
+    nodes = [helper.make_node("Mul", ["input", "two"], ["doubled"]),
+             helper.make_node("Conv", ["doubled", "w"], ["conv"]),
+             helper.make_node("GlobalAveragePool", ["conv"], ["logits4"]),
+             helper.make_node("Flatten", ["logits4"], ["logits"])]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 3, "H", "W"])],
+                              [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 2])], [two, w])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    path = tmp_path / "foreign.onnx"
+    onnx.save(model, path)
+    picture = tmp_path / "img.png"
+    cv2.imwrite(str(picture), np.random.default_rng(2).integers(0, 256, (30, 40, 3), dtype=np.uint8))
+    base = ["inspect", str(path), "--activations", str(picture), "--layer", "doubled", "--json"]
+    plain = run(*base, "-o", str(tmp_path / "a.png"))
+    flagged = run(*base, "-o", str(tmp_path / "b.png"), "--size", "6,8", "--stretch", "--mean", "0.5",
+                  "--std", "0.25,0.25,0.25")
+    assert plain.exit_code == 0 and flagged.exit_code == 0, plain.output + flagged.output
+    plain, flagged = json.loads(plain.stdout), json.loads(flagged.stdout)
+    assert plain["shape"] == [1, 3, 224, 224] and flagged["shape"] == [1, 3, 6, 8]
+    spec = PreprocessSpec(size=(6, 8), resize="stretch", mean=(0.5,) * 3, std=(0.25,) * 3)
+    expected = 2 * preprocess_image(load_image(picture), spec)
+    assert flagged["mean"] == pytest.approx(float(expected.mean()), rel=1e-5)
+    assert flagged["max"] == pytest.approx(float(expected.max()), rel=1e-5)
+    assert flagged["mean"] != pytest.approx(plain["mean"], rel=1e-3)
+
+
+def test_preprocessing_flags_without_activations_are_usage_errors(image_onnx: Path) -> None:
+    result = run("inspect", str(image_onnx), "--size", "8")
+    assert result.exit_code == 2 and "--activations" in result.output
+    assert run("inspect", str(image_onnx), "--activations", "x.png", "--layer", "relu", "-o", "o.png",
+               "--mean", "1,2").exit_code == 2

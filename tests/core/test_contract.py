@@ -80,3 +80,38 @@ def test_load_onnx_truncated_and_directory(tmp_path) -> None:
         load_onnx(path)
     with pytest.raises(InputError, match="is a directory"):
         load_onnx(tmp_path)
+
+
+def test_max_seq_len_round_trips_and_caps_the_tokenizer(tmp_path) -> None:
+    """A declared maximum survives the file; the embedded tokenizer never produces longer ids."""
+    tok = WordTokenizer.fit(["a b c"], max_len=64).to_dict()
+    declared = ModelContract(task="text", labels=["neg", "pos"], tokenizer=tok, max_seq_len=32)
+    assert declared.max_seq_len == 32 and declared.tokenizer["max_len"] == 32
+    assert tok["max_len"] == 64  # the caller's dict is not modified
+    model = _identity_model()
+    embed_contract(model, declared)
+    path = tmp_path / "text.onnx"
+    onnx.save(model, str(path))
+    again = read_contract(path)
+    assert again == declared and again.max_seq_len == 32
+    assert WordTokenizer.from_dict(again.tokenizer).encode(" ".join(["a"] * 50)) == [2] * 32
+    assert "max_seq_len:   32 tokens" in again.describe()
+
+
+def test_max_seq_len_defaults_to_the_tokenizer_and_older_files_read() -> None:
+    tok = WordTokenizer.fit(["a b"], max_len=48).to_dict()
+    assert ModelContract(task="text", labels=["x"], tokenizer=tok).max_seq_len == 48
+    assert ModelContract(task="text", labels=["x"], tokenizer=tok, max_seq_len=100).tokenizer["max_len"] == 48
+    assert ModelContract(task="image", labels=["x"]).max_seq_len is None
+    props = ModelContract(task="text", labels=["x"], tokenizer=tok).to_metadata()
+    assert props["edgecv.max_seq_len"] == "48"
+    del props["edgecv.max_seq_len"]  # a file written before the key existed
+    assert ModelContract.from_metadata(props).max_seq_len == 48
+
+
+@pytest.mark.parametrize("value", ["0", '"64"', "true", "2.5"])
+def test_bad_max_seq_len_names_the_file(value: str) -> None:
+    props = ModelContract(task="text", labels=["x"]).to_metadata()
+    props["edgecv.max_seq_len"] = value
+    with pytest.raises(ModelError, match=r"^m\.onnx: model contract max_seq_len .*positive integer"):
+        ModelContract.from_metadata(props, source="m.onnx")

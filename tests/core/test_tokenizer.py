@@ -46,3 +46,14 @@ def test_round_trip_and_bad_dicts() -> None:
         WordTokenizer.from_dict({"type": "bpe", "vocab": []})
     with pytest.raises(InputError):
         WordTokenizer(["a", "b"])
+
+
+def test_long_texts_keep_their_first_max_len_tokens() -> None:
+    """Truncation, not an error: an attention model's position table has only max_len rows."""
+    tok = WordTokenizer.fit(["one two three four five six"], max_len=3)
+    text = "six five four three two one"
+    assert tok.encode(text) == [tok.vocab.index(w) for w in ("six", "five", "four")]
+    ids = tok.encode_batch([text, "one"], length=5)  # a longer fixed length only pads
+    assert ids.shape == (2, 5) and ids[0, 3:].tolist() == [PAD_ID, PAD_ID]
+    assert tok.encode_batch([text], length=2).shape == (1, 2)  # a shorter fixed axis cuts further
+    assert WordTokenizer.from_dict({**tok.to_dict(), "max_len": None}).max_len == 64  # null: the default

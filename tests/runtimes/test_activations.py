@@ -120,3 +120,20 @@ def test_text_model_is_refused(tmp_path: Path, image: Path) -> None:
     onnx.save(model, path)
     with pytest.raises(InputError, match="need an image model"):
         compute_activation(path, image, "x")
+
+
+def test_a_handed_in_spec_replaces_the_defaults(tmp_path: Path, image: Path) -> None:
+    """What ``edgecv inspect --size/--mean/--std`` hands down: the activation follows it (the
+    graph layer only fixes the dtype to the graph's), and an image model is still required."""
+    path = tmp_path / "foreign.onnx"
+    model = _conv_model()
+    model.graph.input[0].type.tensor_type.shape.dim[2].dim_param = "H"
+    model.graph.input[0].type.tensor_type.shape.dim[3].dim_param = "W"
+    onnx.save(model, path)
+    spec = PreprocessSpec(size=(6, 8), resize="stretch", mean=(0.5,) * 3, std=(0.25,) * 3)
+    value = compute_activation(path, image, "doubled", spec=spec)
+    np.testing.assert_allclose(value, 2 * preprocess_image(load_image(image), spec)[None], rtol=1e-6, atol=1e-6)
+    default = compute_activation(path, image, "doubled")
+    assert value.shape == (1, 3, 6, 8) and default.shape == (1, 3, 224, 224)
+    summary = write_montage(path, image, "relu_out", tmp_path / "m.png", spec=spec)
+    assert summary["shape"] == [1, 5, 6, 8]

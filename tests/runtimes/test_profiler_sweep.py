@@ -229,3 +229,70 @@ def test_opencv_baseline_unloadable_model_is_one_line_error(tmp_path) -> None:
     with pytest.raises(ModelError, match="OpenCV dnn cannot") as err:
         baselines.profile_opencv(sweep.Config(info, "cpu", 1, 1), feeds, warmup=0, runs=2, duration_s=None)
     assert "\n" not in str(err.value) and "custom.onnx" in str(err.value)
+
+
+# ----------------------------------------------------------------------------- impossible configurations
+
+
+@pytest.fixture(scope="module")
+def attention_onnx(tmp_path_factory) -> dict[str, str]:
+    """A real edgecv attention classifier with max_len 64 (position table of 64 rows), exported
+    by the edgecv exporter: once with a contract declaring the maximum, once as a foreign file."""
+    torch = pytest.importorskip("torch")
+    from edgecv.exporters import export_onnx
+    from edgecv.models import create_model
+
+    torch.manual_seed(0)
+    model = create_model("attention_classifier", vocab_size=20, num_classes=2, embed_dim=16, num_heads=2,
+                         num_layers=1, ff_dim=16, max_len=64).eval()
+    folder = tmp_path_factory.mktemp("attention")
+    foreign = str(export_onnx(model, folder / "foreign.onnx", task="text"))
+    proto = onnx.load(foreign)
+    tok = WordTokenizer(["<pad>", "<unk>"] + [f"w{i}" for i in range(18)], max_len=64)
+    embed_contract(proto, ModelContract(task="text", labels=["neg", "pos"], architecture="attention_classifier",
+                                        tokenizer=tok.to_dict(), max_seq_len=model.max_len))
+    onnx.save(proto, str(folder / "reviews.onnx"))
+    return {"contract": str(folder / "reviews.onnx"), "foreign": foreign}
+
+
+def _sweep(path: str, seq_lens: list[int], **kwargs):
+    from edgecv.runtimes.profiling.job import ProfileOptions, run_profile
+
+    return run_profile(ProfileOptions(models=[path], providers=["cpu"], threads=[1], seq_lens=seq_lens,
+                                      warmup=1, runs=3, peak="off", **kwargs))
+
+
+def test_seq_len_above_the_declared_maximum_is_skipped_and_the_rest_measured(attention_onnx) -> None:
+    rep = _sweep(attention_onnx["contract"], [16, 64, 256])
+    assert [(r["seq_len"], r["runs"]) for r in rep.rows] == [(16, 3), (64, 3)]
+    assert all(r["p50_ms"] > 0 for r in rep.rows)
+    skipped = [n for n in rep.notices if n.startswith("skipped:")]
+    assert skipped == ["skipped: reviews.onnx cpu batch 1 threads 1 seq-len 256: sequence length 256 is above "
+                       "the model's maximum of 64 tokens (edgecv.max_seq_len); use --seq-len 64 or less"]
+
+
+def test_a_configuration_whose_first_run_fails_is_skipped(attention_onnx) -> None:
+    """No contract: the maximum is unknown until ONNX Runtime's broadcast error, which becomes
+    a one-line notice with the useful end of its message; 16 and 64 are still measured."""
+    rep = _sweep(attention_onnx["foreign"], [16, 256, 64], ops=True, top=2)
+    assert [r["seq_len"] for r in rep.rows] == [16, 64] and all("ops" in r for r in rep.rows)
+    (notice,) = [n for n in rep.notices if n.startswith("skipped:")]
+    assert notice.startswith("skipped: foreign.onnx cpu batch 1 threads 1 seq-len 256: ONNX Runtime cannot run")
+    assert "64 by 256" in notice and "\n" not in notice and len(rep.ops) == 2
+
+
+def test_nothing_measurable_is_one_error(attention_onnx) -> None:
+    with pytest.raises(InputError, match=r"^reviews\.onnx: sequence length 256 is above .* maximum of 64"):
+        _sweep(attention_onnx["contract"], [256])
+    with pytest.raises(ModelError, match=r"no configuration could be measured \(2 skipped\); first: "
+                                         r"foreign\.onnx cpu batch 1 threads 1 seq-len 100: .*64 by 100"):
+        _sweep(attention_onnx["foreign"], [100, 200])
+
+
+def test_plan_sets_aside_what_cannot_be_built(tmp_path) -> None:
+    info = sweep.inspect_model(conv_model(tmp_path / "fixed.onnx", batch=1))
+    kept, skipped = sweep.plan(sweep.expand([info], providers=["cpu"], batches=[1, 4], threads=[2]))
+    assert [c.batch for c in kept] == [1]
+    assert [s.notice for s in skipped] == [
+        "skipped: fixed.onnx cpu batch 4 threads 2: input 'input' has a fixed batch size of 1 ([1, 3, 16, 16]), "
+        "cannot run --batch 4; re-export with a dynamic batch axis or use --batch 1"]
