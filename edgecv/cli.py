@@ -4,11 +4,19 @@ Thin by design: each command lives in ``edgecv/commands/<name>.py``, parses opti
 library. Commands are imported lazily so ``edgecv --help`` and ``edgecv infer --help`` stay fast
 and never import torch. ``EdgecvError`` from the library becomes a one-line ``Error: ...`` on
 stderr with exit code 1; click usage errors exit 2.
+
+OpenCV and its FFmpeg/V4L2 backends write their own warnings to stderr (``moov atom not found``,
+camera probing, ``Connection refused``), around the one edgecv line that says what went wrong.
+They read ``OPENCV_LOG_LEVEL`` / ``OPENCV_FFMPEG_LOGLEVEL`` when they initialise, so
+:func:`quiet_native_logs` sets them before a command module (and with it cv2) is imported;
+``--verbose`` calls :func:`restore_native_logs`. Values the user set are never touched.
 """
 from __future__ import annotations
 
 import importlib
 import importlib.util
+import os
+import sys
 from typing import Any
 
 import click
@@ -28,6 +36,42 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
 }
 
 
+# OpenCV's logger (SILENT) and FFmpeg's av_log level (-8 = AV_LOG_QUIET), read at initialisation
+NATIVE_LOG_ENV = {"OPENCV_LOG_LEVEL": "SILENT", "OPENCV_FFMPEG_LOGLEVEL": "-8"}
+_native_env_set: set[str] = set()  # the variables set here (not by the user), for restoring
+
+
+def quiet_native_logs() -> None:
+    """Silence OpenCV's and FFmpeg's own stderr logging unless the user configured it: set the
+    environment before cv2 initialises, and lower the level of an already imported cv2."""
+    for key, value in NATIVE_LOG_ENV.items():
+        if key not in os.environ:
+            os.environ[key] = value
+            _native_env_set.add(key)
+    if "OPENCV_LOG_LEVEL" in _native_env_set:
+        _set_opencv_log_level("LOG_LEVEL_SILENT")
+
+
+def restore_native_logs() -> None:
+    """``--verbose``: undo :func:`quiet_native_logs` (FFmpeg reads its variable at the first
+    capture, so this must run before a video, camera or stream is opened)."""
+    if "OPENCV_LOG_LEVEL" in _native_env_set:
+        _set_opencv_log_level("LOG_LEVEL_WARNING")  # OpenCV's default
+    for key in list(_native_env_set):
+        os.environ.pop(key, None)
+        _native_env_set.discard(key)
+
+
+def _set_opencv_log_level(level: str) -> None:
+    """Only when cv2 is already imported (importing it here would slow down ``edgecv --help``)."""
+    cv2 = sys.modules.get("cv2")
+    logging = getattr(getattr(cv2, "utils", None), "logging", None)
+    if logging is not None and hasattr(logging, level):
+        logging.setLogLevel(getattr(logging, level))
+    elif hasattr(cv2, "setLogLevel"):  # older builds: the same levels as plain ints
+        cv2.setLogLevel({"LOG_LEVEL_SILENT": 0, "LOG_LEVEL_WARNING": 3}[level])
+
+
 # optional dependency -> the extra that installs it
 OPTIONAL_MODULES = {"torch": "train", "onnxsim": "train", "onnxscript": "train", "matplotlib": "plot"}
 
@@ -42,6 +86,7 @@ class LazyGroup(click.Group):
         if cmd_name not in self.list_commands(ctx):
             return None
         module_name, attr, _ = COMMANDS[cmd_name]
+        quiet_native_logs()  # before the command's imports initialise OpenCV
         return getattr(importlib.import_module(module_name), attr)
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:

@@ -4,7 +4,8 @@ The model's contract (``edgecv.*`` metadata) supplies labels, preprocessing and 
 a foreign model gets a spec derived from its graph input plus overrides (see ``foreign.py``).
 Inputs are checked against the graph's real inputs (rank, dtype incl. float16, fixed vs dynamic
 dims); fixed-batch models are run in chunks; outputs that are already probabilities are not
-softmaxed again and ``[N, C, 1, 1]`` outputs are squeezed.
+softmaxed again and ``[N, C, 1, 1]`` outputs are squeezed; an output that is not classifier-shaped
+(a feature map, boxes) is refused at load time, or on each run when the graph leaves that shape dynamic.
 
 The three stages (:meth:`Classifier.preprocess`, :meth:`Classifier.run`,
 :meth:`Classifier.postprocess`) are public so the stream loop can time and overlap them.
@@ -19,7 +20,7 @@ from typing import Any, NamedTuple, Sequence, Union
 
 import numpy as np
 from edgecv.runtimes.foreign import PreprocessOverrides, build_spec
-from edgecv.runtimes.inputs import ORT_DTYPES, InputInfo, check_input  # noqa: F401 - re-exported here
+from edgecv.runtimes.inputs import ORT_DTYPES, InputInfo, check_input, check_output_shape  # noqa: F401
 from edgecv.runtimes.labels import fit_labels, load_labels
 from edgecv.runtimes.session import SessionInfo, create_session
 
@@ -96,19 +97,10 @@ class Classifier:
         self.session = info.session
         name = self.path.name
         self.contract: ModelContract | None = contract_from_session(self.session, source=name)
-        inputs = [InputInfo.from_ort(a) for a in self.session.get_inputs()]
-        if len(inputs) != 1:
-            raise ModelError(f"{name}: has {len(inputs)} inputs ({', '.join(i.name for i in inputs)}); "
-                             f"expected one image or token-id input")
-        self.input = inputs[0]
+        self.input = self._graph_input()
         is_int = np.issubdtype(self.input.dtype, np.integer)
         self.task = self.contract.task if self.contract else ("text" if is_int else "image")
-        outputs = [o.name for o in self.session.get_outputs()]
-        io = self.contract.io if self.contract else {}
-        self.output_name = io.get("output") if io.get("output") in outputs else outputs[0]
-        attn = io.get("attention") or ("attention" if "attention" in outputs else None)
-        self.attention_name = attn if attn in outputs and attn != self.output_name else None
-        self.softmax_in_graph: bool | None = io.get("probabilities") if self.contract else None
+        self._pick_outputs()
         if isinstance(labels, (str, os.PathLike)):
             labels = load_labels(labels)
         self._labels = list(labels) if labels else (list(self.contract.labels) if self.contract else None)
@@ -118,14 +110,39 @@ class Classifier:
         self.spec: PreprocessSpec | None = None
         self.tokenizer: WordTokenizer | None = None
         if self.task == "image":
-            if is_int:
-                raise ModelError(f"{name}: image model with integer input {self.input.describe()}: expected float")
             base = self.contract.preprocess if self.contract else None
             self.spec = build_spec(input_shape=self.input.shape, input_dtype=np.dtype(self.input.dtype).name,
                                    base=base, overrides=overrides)
             check_input(np.zeros(self.spec.input_shape(1), dtype=self.input.dtype), self.input, source=name)
         elif self.contract and self.contract.tokenizer:
             self.tokenizer = WordTokenizer.from_dict(self.contract.tokenizer)
+
+    def _graph_input(self) -> InputInfo:
+        """The one real graph input; an integer input shaped like an image is refused here, before
+        it could be mistaken for a text model's token ids."""
+        name = self.path.name
+        inputs = [InputInfo.from_ort(a) for a in self.session.get_inputs()]
+        if len(inputs) != 1:
+            raise ModelError(f"{name}: has {len(inputs)} inputs ({', '.join(i.name for i in inputs)}); "
+                             f"expected one image or token-id input")
+        info = inputs[0]
+        task = self.contract.task if self.contract else None
+        if np.issubdtype(info.dtype, np.integer) and (task == "image" or (task is None and len(info.shape) == 4)):
+            raise ModelError(f"{name}: input {info.name!r} {info.describe()} is an integer image input; expected "
+                             f"float32 or float16 pixels for an image model, or (N, T) token ids for a text model")
+        return info
+
+    def _pick_outputs(self) -> None:
+        """Choose the scores output (and an optional attention output) and check the scores are
+        classifier-shaped now, or on every run where the graph leaves the shape dynamic."""
+        outputs = {o.name: o for o in self.session.get_outputs()}
+        io = self.contract.io if self.contract else {}
+        self.output_name: str = io.get("output") if io.get("output") in outputs else next(iter(outputs))
+        attn = io.get("attention") or ("attention" if "attention" in outputs else None)
+        self.attention_name = attn if attn in outputs and attn != self.output_name else None
+        self.softmax_in_graph: bool | None = io.get("probabilities") if self.contract else None
+        shape = outputs[self.output_name].shape
+        self._check_output_each_run = check_output_shape(shape, name=self.output_name, source=self.path.name)
 
     # ------------------------------------------------------------------ properties
     @property
@@ -154,7 +171,8 @@ class Classifier:
     def preprocess(self, images: Sequence[np.ndarray]) -> np.ndarray:
         """BGR uint8 images -> the input batch (N, C, H, W) / (N, H, W, C) in the graph's dtype."""
         if self.spec is None:
-            raise InputError(f"{self.path.name}: is a text model; use predict_text()")
+            raise InputError(f"{self.path.name}: is a text model ({self.input.describe()}); expected an image "
+                             f"model for images (call predict_text() for texts)")
         return np.stack([preprocess_image(img, self.spec) for img in images])
 
     def run(self, x: np.ndarray, *, attention: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
@@ -178,6 +196,8 @@ class Classifier:
 
     def postprocess(self, raw: np.ndarray) -> np.ndarray:
         """Raw output -> (N, C) float32 probabilities (softmax applied only to logits)."""
+        if self._check_output_each_run:  # the graph's output shape is dynamic: check what came out
+            check_output_shape(raw.shape, name=self.output_name, source=self.path.name, observed=True)
         scores = squeeze_logits(raw).astype(np.float32, copy=False)
         if self.softmax_in_graph is True:
             return scores
@@ -225,7 +245,8 @@ class Classifier:
         """Classify one text -> Prediction, or a list -> list; ``attention=True`` attaches the
         model's attention weights (layers, heads, T, T) when it exports them."""
         if self.task != "text":
-            raise InputError(f"{self.path.name}: is an image model ({self.input.describe()}); use predict()")
+            raise InputError(f"{self.path.name}: is an image model ({self.input.describe()}); expected a text "
+                             f"model for texts (call predict() for images)")
         if self.tokenizer is None:
             raise ModelError(f"{self.path.name}: text model without an edgecv tokenizer in its metadata; "
                              f"export it with edgecv to embed the vocabulary")
@@ -257,7 +278,7 @@ class Classifier:
 
     def _num_classes_from_graph(self) -> int | None:
         out = next(o for o in self.session.get_outputs() if o.name == self.output_name)
-        dims = [d for d in out.shape[1:] if not (isinstance(d, int) and d == 1)]
+        dims = [d for d in (out.shape or [])[1:] if not (isinstance(d, int) and d == 1)]
         if len(dims) == 1 and isinstance(dims[0], int):
             return dims[0]
         return len(self._labels) if self._labels else None

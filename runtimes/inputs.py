@@ -4,12 +4,13 @@ The classifier reads its input from the session it runs (``session.get_inputs()`
 reads it from the file without creating a session (and adds the embedding size a token-id input
 indexes, to synthesise valid ids). Both describe the same thing, so there is one
 :class:`InputInfo` with a constructor per origin, and one :func:`check_input` that turns a
-mismatch into an error naming expected vs got.
+mismatch into an error naming expected vs got. :func:`check_output_shape` is the matching check
+on the other end: a classifier's scores are ``(N, C)`` (or squeezable to it, like ``(N, C, 1, 1)``).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -88,3 +89,30 @@ def check_input(x: np.ndarray, info: InputInfo, *, source: str = "model") -> Non
         if axis > 0 and want is not None and want != have:
             raise InputError(f"{source}: input {info.name!r} expects {info.describe()} (dim {axis} fixed "
                              f"at {want}), got {got}")
+
+
+CLASSIFIER_OUTPUT = "a classifier output (N, C) or (N, C, 1, 1), one score per class"
+
+
+def format_dims(dims: Sequence[Any]) -> str:
+    """``[1, "N", None, 8]`` -> ``"(1, N, ?, 8)"``: fixed dims, symbolic names, unknown dims."""
+    return "(" + ", ".join(str(d) if isinstance(d, (int, str)) and d != "" else "?" for d in dims) + ")"
+
+
+def check_output_shape(dims: Sequence[Any] | None, *, name: str, source: str = "model",
+                       observed: bool = False) -> bool:
+    """Raise :class:`ModelError` unless ``dims`` can be a classifier's scores: rank 2 to 4 with at
+    most one dim after the batch that is not 1 -- ``(N, C)``, ``(N, C, 1, 1)``, ``(N, 1, 1, C)``.
+    Anything else (a feature map ``(1, 8, 32, 32)``, a detector's boxes) would be flattened into
+    thousands of "classes" by the squeeze. ``dims`` holds ints for fixed dims and None/str for
+    dynamic ones; returns True when dynamic dims leave the answer open, so the caller checks the
+    real output again (``observed=True``: ``dims`` is that output's shape)."""
+    if not dims:
+        return True  # rank unknown to the graph: decided by the first real output
+    rest = list(dims[1:])
+    fixed = [d for d in rest if isinstance(d, int) and d > 0]
+    wide = [d for d in fixed if d > 1]
+    if 2 <= len(dims) <= 4 and len(wide) <= 1:
+        return len(wide) + len(rest) - len(fixed) > 1
+    how = ("came out with shape" if observed else "has shape") + f" {format_dims(dims)}"
+    raise ModelError(f"{source}: output {name!r} {how}, not a classifier's scores; expected {CLASSIFIER_OUTPUT}")

@@ -83,6 +83,8 @@ class VideoSink:
     (``fps=None``), at the rate measured over the first frames.
 
     Frames go to ``.<name>.partial<ext>`` beside the target, renamed over it by :meth:`close`.
+    A container holds one frame size, and ``cv2.VideoWriter`` silently drops frames of any other
+    size, so a stream that changes resolution mid-way is resized to its first frame's size.
     """
 
     FOURCC = {".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v", ".avi": "MJPG", ".mkv": "mp4v"}
@@ -97,6 +99,7 @@ class VideoSink:
         self.fps = fps
         self.frames = 0
         self._writer: Any = None
+        self._size: tuple[int, int] | None = None  # (width, height) of the first frame, once open
         self._pending: list[tuple[np.ndarray, int]] = []  # (frame, t_ns) while measuring the rate
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=queue_size)
         self._error: BaseException | None = None
@@ -131,6 +134,12 @@ class VideoSink:
             return
         if self._writer is None:
             self._open(image, self.fps or 25.0)
+        self._write(image)
+
+    def _write(self, image: np.ndarray) -> None:
+        """Write one frame at the container's size (resized if the stream changed resolution)."""
+        if (image.shape[1], image.shape[0]) != self._size:
+            image = cv2.resize(image, self._size, interpolation=cv2.INTER_AREA)
         self._writer.write(image)
         self.frames += 1
 
@@ -140,12 +149,12 @@ class VideoSink:
         self.fps = (len(frames) - 1) / span if len(frames) > 1 and span > 0 else 25.0
         self._open(frames[0][0], self.fps)
         for image, _ in frames:
-            self._writer.write(image)
-            self.frames += 1
+            self._write(image)
         self._pending = []
 
     def _open(self, image: np.ndarray, fps: float) -> None:
         h, w = image.shape[:2]
+        self._size = (w, h)
         fourcc = cv2.VideoWriter_fourcc(*self.FOURCC[self.path.suffix.lower()])
         self._writer = cv2.VideoWriter(str(self.tmp), fourcc, float(max(1.0, min(fps, 240.0))), (w, h))
         if not self._writer.isOpened():

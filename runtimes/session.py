@@ -2,21 +2,27 @@
 
 ``get_available_providers()`` lists CUDA even when its libraries are missing; only
 ``session.get_providers()`` tells what a session really got. ``provider="auto"`` therefore tries
-CUDA and keeps it only if the session reports it, else falls back to CPU with a one-line notice.
-An explicit provider that cannot be honoured raises :class:`ProviderError` unless fallback is allowed.
+CUDA and keeps it only if the session reports it, else runs on CPU: quietly on a machine without
+an NVIDIA GPU (the report line already names the provider), with a one-line notice on one that has
+a GPU it could not use. An explicit provider that cannot be honoured raises :class:`ProviderError`
+unless fallback is allowed; the notice then names the provider really got (TensorRT may land on
+CUDA, not CPU).
 """
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import os
+import shutil
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edgecv.errors import InputError, ModelError, ProviderError
-from edgecv.onnx_file import check_model_path
+from edgecv.errors import EdgecvError, InputError, ModelError, ProviderError
+from edgecv.onnx_file import check_model_path, load_onnx
 
 PROVIDER_NAMES = {
     "cpu": "CPUExecutionProvider",
@@ -40,17 +46,42 @@ class SessionInfo:
     @property
     def provider(self) -> str:
         """Short name of the provider actually used first: "cpu", "cuda" or "tensorrt"."""
-        first = self.providers[0] if self.providers else "CPUExecutionProvider"
-        return next((k for k, v in PROVIDER_NAMES.items() if v == first), first)
+        return _short(self.providers[0] if self.providers else "CPUExecutionProvider")
+
+
+_ort_log_severity: int | None = None  # the process-wide level last given to ONNX Runtime
 
 
 def quiet_ort(verbose: bool = False) -> None:
-    """Silence ONNX Runtime's own log noise unless ``verbose``."""
-    import onnxruntime as ort
+    """Silence ONNX Runtime's own log noise unless ``verbose``.
 
+    The default logger is process-wide, so it is set once per process (again only if ``verbose``
+    changes), not on every session a sweep or a stream creates.
+    """
+    global _ort_log_severity
     # 4 = FATAL: a failed CUDA provider load is logged at ERROR by ORT's provider bridge even when
     # the fallback to CPU is intended; the fallback itself is reported as a one-line notice.
-    ort.set_default_logger_severity(0 if verbose else 4)
+    level = 0 if verbose else 4
+    if _ort_log_severity == level:
+        return
+    import onnxruntime as ort
+
+    ort.set_default_logger_severity(level)
+    _ort_log_severity = level
+
+
+@functools.lru_cache(maxsize=None)
+def nvidia_gpu_present() -> bool:
+    """True where this machine has an NVIDIA driver and GPU (a device node, a driver entry or the
+    driver's tool). ``onnxruntime-gpu`` lists CUDA on every machine, so only this tells a box that
+    could have run on its GPU (worth a notice) from one that never could (CPU is no news)."""
+    if sys.platform.startswith("linux"):
+        dev = Path("/dev")
+        return (any(dev.glob("nvidia[0-9]*")) or (dev / "nvhost-ctrl-gpu").exists()  # Jetson: nvhost
+                or any(Path("/proc/driver/nvidia/gpus").glob("*")))
+    if sys.platform == "win32":
+        return shutil.which("nvidia-smi") is not None
+    return False  # macOS and others: no CUDA
 
 
 def session_options(*, threads: int | None = None, verbose: bool = False, spinning: bool = False,
@@ -100,8 +131,8 @@ def create_session(
     quiet_ort(verbose)
     opts = session_options(threads=threads, verbose=verbose, spinning=spinning,
                            profile_prefix=profile_prefix, optimization=optimization)
-    wanted = _provider_list(provider)
-    if wanted[0] != "CPUExecutionProvider" and hasattr(ort, "preload_dlls"):
+    wanted, chain = _provider_list(provider, allow_fallback=allow_fallback)
+    if chain[0] != "CPUExecutionProvider" and hasattr(ort, "preload_dlls"):
         try:  # load the CUDA/cuDNN runtime wheels (edgecv[cuda]) before the session needs them
             if verbose:
                 ort.preload_dlls()
@@ -110,41 +141,66 @@ def create_session(
                     ort.preload_dlls()
         except Exception:  # noqa: BLE001 - a failed preload just means CUDA will not be granted
             pass
-    notices: list[str] = []
     start = time.perf_counter_ns()
-    session = _new_session(model_path, opts, wanted)
+    session = _new_session(model_path, opts, chain)
     create_ms = (time.perf_counter_ns() - start) / 1e6
     got = list(session.get_providers())
-    if wanted[0] != "CPUExecutionProvider" and got[0] != wanted[0]:
-        short = provider if provider != "auto" else "cuda"
-        if provider != "auto" and not allow_fallback:
-            raise ProviderError(
-                f"{model_path.name}: provider {short!r} is not usable here (ONNX Runtime gave "
-                f"{', '.join(got)}); install edgecv[cuda] / check the CUDA and cuDNN libraries, "
-                f"or use --provider cpu"
-            )
-        notices.append(f"notice: {short.upper()} is not usable here; running on CPU")
+    notices = _provider_notices(model_path, provider, wanted, got, allow_fallback=allow_fallback)
     return SessionInfo(session, provider, got, threads, create_ms, notices)
 
 
-def _provider_list(provider: str) -> list[str]:
+def _short(provider_name: str) -> str:
+    """"CUDAExecutionProvider" -> "cuda" (unknown names are kept as they are)."""
+    return next((k for k, v in PROVIDER_NAMES.items() if v == provider_name), provider_name)
+
+
+def _provider_notices(model_path: Path, provider: str, wanted: str, got: list[str], *,
+                      allow_fallback: bool) -> list[str]:
+    """What to tell the user about the provider the session really got, or the error to raise.
+
+    An explicit provider not honoured is an error without ``allow_fallback``, else a notice naming
+    what ran instead. ``auto`` that ends on CPU is news only on a machine with an NVIDIA GPU.
+    """
+    first = got[0] if got else "CPUExecutionProvider"
+    if wanted == first:
+        if provider == "auto" and first == "CPUExecutionProvider" and nvidia_gpu_present():
+            return ["notice: this machine has an NVIDIA GPU but this ONNX Runtime build has no CUDA "
+                    "provider; running on CPU (install edgecv[cuda] for onnxruntime-gpu)"]
+        return []
+    if provider != "auto" and not allow_fallback:
+        raise ProviderError(
+            f"{model_path.name}: provider {provider!r} is not usable here (ONNX Runtime gave "
+            f"{', '.join(got)}); install edgecv[cuda] / check the CUDA and cuDNN libraries, "
+            f"or use --provider cpu"
+        )
+    if provider == "auto":
+        if not nvidia_gpu_present():
+            return []
+        return [f"notice: CUDA is not usable here (check the CUDA and cuDNN libraries, or install "
+                f"edgecv[cuda]); running on {_short(first).upper()}"]
+    return [f"notice: {provider.upper()} is not usable here; running on {_short(first).upper()}"]
+
+
+def _provider_list(provider: str, *, allow_fallback: bool = False) -> tuple[str, list[str]]:
+    """(the provider wanted first, the chain to ask ONNX Runtime for). With ``allow_fallback`` a
+    provider this build lacks is left out of the chain (ONNX Runtime would only warn about it) and
+    the notice names what ran instead; without it, that is an error."""
     import onnxruntime as ort
 
     available = ort.get_available_providers()
     if provider == "cpu":
-        return ["CPUExecutionProvider"]
+        return "CPUExecutionProvider", ["CPUExecutionProvider"]
     if provider == "auto":
-        return (["CUDAExecutionProvider", "CPUExecutionProvider"]
-                if "CUDAExecutionProvider" in available else ["CPUExecutionProvider"])
+        chain = (["CUDAExecutionProvider", "CPUExecutionProvider"]
+                 if "CUDAExecutionProvider" in available else ["CPUExecutionProvider"])
+        return chain[0], chain
     name = PROVIDER_NAMES[provider]
-    if name not in available:
+    if name not in available and not allow_fallback:
         raise ProviderError(
             f"provider {provider!r} is not in this ONNX Runtime build (available: {', '.join(available)})"
         )
-    chain = [name]
-    if provider == "tensorrt":
-        chain.append("CUDAExecutionProvider")
-    return chain + ["CPUExecutionProvider"]
+    chain = [name, "CUDAExecutionProvider"] if provider == "tensorrt" else [name]
+    return name, [p for p in chain if p in available] + ["CPUExecutionProvider"]
 
 
 def _new_session(path: Path, opts: Any, providers: list[str]) -> Any:
@@ -154,6 +210,12 @@ def _new_session(path: Path, opts: Any, providers: list[str]) -> Any:
         return ort.InferenceSession(str(path), sess_options=opts, providers=providers)
     except Exception as exc:  # ORT raises its own Fail/InvalidGraph/InvalidProtobuf types
         text = " ".join(str(exc).split())
-        if "Protobuf parsing failed" in text or "INVALID_PROTOBUF" in text:
-            raise ModelError(f"{path}: not a valid ONNX model (protobuf parsing failed)") from None
-        raise ModelError(f"{path}: ONNX Runtime cannot load the model ({text[:200]})") from None
+    # Let the one file check used by inspect and profile name what the file is (a Git LFS pointer,
+    # truncated, not ONNX) in the same words; it reads the file only on this failure path.
+    try:
+        load_onnx(path, load_external_data=False)
+    except EdgecvError:
+        raise
+    except Exception:  # noqa: BLE001 - the diagnosis failed too: report ONNX Runtime's own reason
+        pass
+    raise ModelError(f"{path}: ONNX Runtime cannot load the model ({text[:200]})")

@@ -8,6 +8,8 @@
   reopened with bounded exponential back-off, then the source fails (the CLI exits 1).
 * :class:`FakeCapture` mimics ``cv2.VideoCapture`` at a fixed frame rate so tests and benchmarks
   can drive the live path without a camera.
+* URL captures are opened on FFmpeg with open and read timeouts, so a stalled stream can neither
+  hang the start nor keep its capture thread alive past :meth:`Source.close`.
 """
 from __future__ import annotations
 
@@ -28,6 +30,8 @@ from edgecv.preprocess import IMAGE_EXTENSIONS, load_image
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv")
 URL_PREFIXES = ("rtsp://", "rtsps://", "rtmp://", "http://", "https://", "udp://", "tcp://")
+URL_OPEN_TIMEOUT_MS = 5000  # connecting to a stream (FFmpeg's own default waits 30 s)
+URL_READ_TIMEOUT_MS = 3000  # one read of a stalled stream gives up after this
 
 
 class StreamLost(EdgecvError):
@@ -50,6 +54,9 @@ class Source:
 
     live = False
     name = "source"
+    # Frames follow each other in time (video, camera, stream), so smoothing probabilities across
+    # them makes sense; an image folder's files are unrelated and must be classified one by one.
+    continuous = True
 
     def __init__(self) -> None:
         self.dropped = 0  # live frames overwritten before the loop took them
@@ -115,6 +122,8 @@ def collect_images(paths: Sequence[str | os.PathLike[str]]) -> list[Path]:
 class ImageSource(_OrderedReader):
     """Image files (folders expanded recursively); unreadable files are recorded and skipped."""
 
+    continuous = False  # unrelated pictures: never smoothed into each other
+
     def __init__(self, paths: Sequence[str | os.PathLike[str]], *, prefetch: int = 16) -> None:
         super().__init__(prefetch=prefetch)
         self.paths = collect_images(paths)
@@ -161,12 +170,15 @@ class VideoFileSource(_OrderedReader):
             raise InputError(f"{self.path}: video file not found")
         if stride < 1:
             raise InputError(f"stride {stride}: expected a positive integer")
+        if self.path.stat().st_size == 0:
+            raise InputError(f"{self.path}: file is empty; expected a video")
         self.stride = stride
         self.name = str(self.path)
         self._cap = _open_video(self.path, decode_threads)
         if not self._cap.isOpened():
             self._cap.release()
-            raise InputError(f"{self.path}: cannot open video (expected a readable {'/'.join(VIDEO_EXTENSIONS)} file)")
+            raise InputError(f"{self.path}: cannot open video (truncated, damaged or not a video; expected a "
+                             f"readable {'/'.join(VIDEO_EXTENSIONS)} file)")
         fps = self._cap.get(cv2.CAP_PROP_FPS)
         self.fps = float(fps) if fps and 0 < fps < 1000 else None
         count = int(self._cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
@@ -191,6 +203,13 @@ class VideoFileSource(_OrderedReader):
         finally:
             cap.release()
 
+    def close(self) -> None:
+        """Stop the reader; release the capture here when no reader thread holds it (closed before
+        iteration, or already finished) -- a thread still inside a read releases it itself."""
+        super().close()
+        if self._producer is None or not self._producer.alive:
+            self._cap.release()
+
 
 # ----------------------------------------------------------------------------- live sources
 class LiveSource(Source):
@@ -204,10 +223,12 @@ class LiveSource(Source):
     live = True
 
     def __init__(self, opener: Callable[[], Any], *, name: str = "stream", retries: int = 5,
-                 backoff_s: float = 0.5, max_backoff_s: float = 8.0, first_open_retries: bool = False) -> None:
+                 backoff_s: float = 0.5, max_backoff_s: float = 8.0, first_open_retries: bool = False,
+                 close_timeout_s: float = 5.0) -> None:
         super().__init__()
         self.name, self._opener = name, opener
         self.retries, self.backoff_s, self.max_backoff_s = retries, backoff_s, max_backoff_s
+        self._close_timeout_s = close_timeout_s  # > the opener's open/read timeouts: close() outlasts them
         self.reconnects = 0
         self._cond = threading.Condition()
         self._latest: Frame | None = None
@@ -221,16 +242,17 @@ class LiveSource(Source):
                 cap.release()
             if not first_open_retries:
                 raise InputError(f"{name}: cannot open (no such device, busy, or no permission)")
-            cap = self._reopen()
+            cap = self._reopen(tried=1)
         self._cap = cap
         fps = cap.get(cv2.CAP_PROP_FPS) if cap is not None else 0
         self.fps = float(fps) if fps and 0 < fps < 1000 else None
         self._thread = threading.Thread(target=self._capture_loop, name=f"edgecv-capture-{name}", daemon=True)
         self._thread.start()
 
-    def _reopen(self, failures: int = 0) -> Any:
-        """Reopen after back-off; ``failures`` = consecutive failed reads/opens so far. A stream
-        that opens but delivers no frame counts as failed too, so the budget is always bounded."""
+    def _reopen(self, failures: int = 0, *, tried: int = 0) -> Any:
+        """Reopen after back-off; ``failures`` = consecutive failed reads/opens so far, ``tried`` =
+        opens already attempted (for the message). A stream that opens but delivers no frame
+        counts as failed too, so the budget is always bounded."""
         while failures < self.retries:
             delay = min(self.backoff_s * (2 ** failures), self.max_backoff_s)
             failures += 1
@@ -244,8 +266,10 @@ class LiveSource(Source):
             if cap is not None:
                 cap.release()
         what = "stream lost and not reopened" if self._captured else "cannot open stream"
-        raise StreamLost(f"{self.name}: {what} after {self.retries} attempts "
-                         f"(back-off up to {self.max_backoff_s:g} s)")
+        n = tried + failures
+        backoff = f" (back-off up to {self.max_backoff_s:g} s)" if self.retries else ""
+        raise StreamLost(f"{self.name}: {what} after {n} attempt{'s' if n != 1 else ''}{backoff}; "
+                         f"expected a reachable stream")
 
     def _capture_loop(self) -> None:
         self._failures = 0
@@ -302,7 +326,7 @@ class LiveSource(Source):
         self._stop.set()
         with self._cond:
             self._cond.notify_all()
-        self._thread.join(timeout=5)
+        self._thread.join(timeout=self._close_timeout_s)
 
 
 # ----------------------------------------------------------------------------- factory
@@ -323,9 +347,25 @@ def open_camera(index: int, *, retries: int = 5) -> LiveSource:
     return LiveSource(opener, name=f"camera {index}", retries=retries)
 
 
-def open_url(url: str, *, retries: int = 5) -> LiveSource:
-    """An rtsp/http stream; the first connection is retried with back-off as well."""
-    return LiveSource(lambda: cv2.VideoCapture(url), name=url, retries=retries, first_open_retries=True)
+def open_url(url: str, *, retries: int = 5, open_timeout_ms: int = URL_OPEN_TIMEOUT_MS,
+             read_timeout_ms: int = URL_READ_TIMEOUT_MS) -> LiveSource:
+    """An rtsp/http stream; the first connection is retried with back-off as well. Opens and reads
+    time out (FFmpeg backend), so a stalled stream ends its capture thread within ``close()``."""
+    def opener() -> Any:
+        return open_url_capture(url, open_timeout_ms=open_timeout_ms, read_timeout_ms=read_timeout_ms)
+    close_s = max(open_timeout_ms, read_timeout_ms) / 1000 + 1.0
+    return LiveSource(opener, name=url, retries=retries, first_open_retries=True, close_timeout_s=close_s)
+
+
+def open_url_capture(url: str, *, open_timeout_ms: int = URL_OPEN_TIMEOUT_MS,
+                     read_timeout_ms: int = URL_READ_TIMEOUT_MS) -> Any:
+    """``cv2.VideoCapture(url)`` on FFmpeg with open/read timeouts (without them one blocked read
+    of a dead RTSP/HTTP stream can last as long as the TCP connection); other builds: plain open."""
+    registry = getattr(cv2, "videoio_registry", None)
+    if hasattr(cv2, "CAP_PROP_READ_TIMEOUT_MSEC") and registry is not None and registry.hasBackend(cv2.CAP_FFMPEG):
+        return cv2.VideoCapture(url, cv2.CAP_FFMPEG, [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, int(open_timeout_ms),
+                                                      cv2.CAP_PROP_READ_TIMEOUT_MSEC, int(read_timeout_ms)])
+    return cv2.VideoCapture(url)
 
 
 def open_source(inputs: Sequence[str | os.PathLike[str]] = (), *, camera: int | None = None,

@@ -21,7 +21,7 @@ import contextlib
 import signal
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Generator, Iterator, Sequence
 
 import numpy as np
@@ -37,27 +37,31 @@ Batch = tuple[list[Frame], np.ndarray, float]  # frames, their input batch, prep
 
 
 class RingStats:
-    """The last ``capacity`` samples (ms) plus exact running count/mean; percentiles over the ring."""
+    """The last ``capacity`` samples (ms) plus exact running count/mean; percentiles over the ring.
+    Locked: if the preprocessing worker's join times out, the report is read while it may still add."""
 
     def __init__(self, capacity: int = 8192) -> None:
         self._buf = np.zeros(capacity, np.float64)
         self.n = 0
         self._sum = 0.0
         self.max = 0.0
+        self._lock = threading.Lock()
 
     def add(self, value_ms: float) -> None:
-        self._buf[self.n % len(self._buf)] = value_ms
-        self.n += 1
-        self._sum += value_ms
-        self.max = max(self.max, value_ms)
+        with self._lock:
+            self._buf[self.n % len(self._buf)] = value_ms
+            self.n += 1
+            self._sum += value_ms
+            self.max = max(self.max, value_ms)
 
     def summary(self) -> dict[str, float]:
-        data = self._buf[: min(self.n, len(self._buf))]
+        with self._lock:
+            n, total, peak = self.n, self._sum, self.max
+            data = self._buf[: min(n, len(self._buf))].copy()
         if not len(data):
             return {"n": 0, "p50_ms": 0.0, "p95_ms": 0.0, "mean_ms": 0.0, "max_ms": 0.0}
         p50, p95 = np.percentile(data, [50, 95])
-        return {"n": self.n, "p50_ms": float(p50), "p95_ms": float(p95), "mean_ms": self._sum / self.n,
-                "max_ms": float(self.max)}
+        return {"n": n, "p50_ms": float(p50), "p95_ms": float(p95), "mean_ms": total / n, "max_ms": float(peak)}
 
 
 @dataclass
@@ -116,8 +120,9 @@ class StreamOptions:
     per-result callback -- are passed beside it, not in here).
 
     ``smooth`` = ALPHA in (0, 1]: probabilities become ``ALPHA * p + (1 - ALPHA) * previous``
-    (exponential moving average over frames). ``batch_size`` > 1 batches ordered sources (image
-    folders) for throughput; live sources always run one newest frame at a time.
+    (exponential moving average over frames), for continuous sources only (video, camera, stream):
+    an image folder's unrelated pictures are never blended. ``batch_size`` > 1 batches ordered
+    sources (image folders) for throughput; live sources always run one newest frame at a time.
     ``handle_signals``: SIGINT/SIGTERM stop the loop cleanly (main thread only). ``warmup``: one
     untimed run first, so the cold start is not reported as a stream frame.
     """
@@ -190,6 +195,8 @@ def run_stream(
     except InputError:
         source.close()  # stop a live capture thread before failing
         raise
+    if opts.smooth is not None and not getattr(source, "continuous", True):
+        opts = replace(opts, smooth=None)  # unrelated images: nothing to smooth across
     stop = stop or threading.Event()
     loop = _Loop(classifier, opts, sinks=sinks, on_result=on_result, stop=stop)
     try:

@@ -81,6 +81,11 @@ class Producer(Generic[T]):
                 raise item
             yield item
 
+    @property
+    def alive(self) -> bool:
+        """True while the producer thread runs (a join that timed out leaves it running)."""
+        return self._thread is not None and self._thread.is_alive()
+
     def join(self, timeout: float = 5.0) -> None:
         """Wait up to ``timeout`` s for the thread to end, without requesting a stop (for a shared
         ``stop`` whose owner decides when the run is over)."""

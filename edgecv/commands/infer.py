@@ -63,11 +63,22 @@ class InferOptions:
     verbose: bool = False
 
     def text_items(self) -> list[str]:
-        """``--text`` values, then every non-empty line of ``--text-file``."""
+        """``--text`` values, then every non-empty line of ``--text-file``; an empty ``--text``
+        is a usage error (classifying nothing would still print a confident label)."""
+        for text in self.texts:
+            if not text.strip():
+                raise click.BadParameter(f"{text!r} is {'empty' if not text else 'only whitespace'}; "
+                                         f"expected words to classify", param_hint="'--text'")
         items = list(self.texts)
         if self.text_file is not None:
-            items += [ln.strip() for ln in self.text_file.read_text(encoding="utf-8").splitlines() if ln.strip()]
+            items += read_text_lines(self.text_file)
         return items
+
+    def output_paths(self) -> list[tuple[str, Any]]:
+        """(flag, path) of every file the run will write ('-' = stdout is not a file)."""
+        given = [("--json", self.json_path), ("--csv", self.csv_path), ("--save", self.save_path),
+                 ("--report", self.report_path)]
+        return [(flag, path) for flag, path in given if path is not None and str(path) != "-"]
 
     def preprocess_overrides(self) -> dict[str, Any]:
         """The preprocessing flags that were given, as ``load(**overrides)`` keywords."""
@@ -84,6 +95,44 @@ class InferOptions:
     def out(self) -> Any:
         """Human output goes to stderr when the JSON lines take stdout."""
         return sys.stderr if self.json_path == "-" else sys.stdout
+
+
+def read_text_lines(path: Path) -> list[str]:
+    """The non-empty lines of a ``--text-file``; a file that is not UTF-8 is named with its first
+    bad line, an empty or blank one is refused (it would silently classify nothing)."""
+    from edgecv.errors import InputError
+
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise InputError(f"--text-file {path}: cannot read ({exc.strerror or exc})") from None
+    lines: list[str] = []
+    for number, raw in enumerate(data.splitlines(), start=1):
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise InputError(f"--text-file {path}: line {number} is not UTF-8 (byte 0x{raw[exc.start]:02x} at "
+                             f"column {exc.start + 1}); expected a UTF-8 text file, one text per line") from None
+        line = line.lstrip("\ufeff").strip() if number == 1 else line.strip()  # a BOM is not text
+        if line:
+            lines.append(line)
+    if not lines:
+        raise InputError(f"--text-file {path}: has no text (empty or blank lines only); expected one text per line")
+    return lines
+
+
+def check_outputs(opts: InferOptions) -> None:
+    """Every output must be writable before the model loads or a frame is read, so a long run is
+    never lost at its first or last write and no half-written file is left behind."""
+    from edgecv.errors import InputError
+    from edgecv.io import check_writable
+    from edgecv.runtimes.outputs import VideoSink
+
+    for flag, path in opts.output_paths():
+        check_writable(path, option=flag)
+    if opts.save_path is not None and opts.save_path.suffix.lower() not in VideoSink.FOURCC:
+        raise InputError(f"--save {opts.save_path}: unsupported video extension "
+                         f"(expected {', '.join(VideoSink.FOURCC)})")
 
 
 @click.command("infer", epilog=EXAMPLES)
@@ -127,7 +176,7 @@ class InferOptions:
 @click.option("--retries", type=click.IntRange(min=0), default=5, show_default=True,
               help="Stream reconnect attempts (back-off 0.5 s doubling to 8 s) before exit 1.")
 @click.option("--quiet", "-q", is_flag=True, help="Only the summary, no per-image lines.")
-@click.option("--verbose", is_flag=True, help="Show ONNX Runtime's own log.")
+@click.option("--verbose", is_flag=True, help="Show ONNX Runtime's, OpenCV's and FFmpeg's own log.")
 def infer(**params: Any) -> None:
     """Classify images, folders, video, cameras, streams or text with an .onnx model.
 
@@ -135,13 +184,17 @@ def infer(**params: Any) -> None:
     flags below (defaults: RGB, x/255, ImageNet mean/std, short side 256 -> crop 224 unless the
     graph fixes the size). Prints the providers actually used and an end summary.
     """
+    from edgecv.cli import restore_native_logs
     from edgecv.runtimes.classifier import load
 
     opts = InferOptions(**params)
+    if opts.verbose:
+        restore_native_logs()  # before any capture opens: FFmpeg reads its level then
     text_items = opts.text_items()
     modes = sum(bool(x) for x in (opts.inputs, opts.camera is not None, text_items))
     if modes != 1:
         raise click.UsageError("give exactly one of: INPUTS (images/folders/video/URL), --camera N, --text/--text-file")
+    check_outputs(opts)
     clf = load(opts.model, provider=opts.provider, threads=opts.threads, verbose=opts.verbose,
                allow_fallback=opts.allow_fallback, labels=opts.labels, **opts.preprocess_overrides())
     for notice in clf.info.notices:
@@ -158,6 +211,9 @@ def _infer_text(clf: Any, texts: list[str], opts: InferOptions) -> None:
     from edgecv.runtimes.attention_view import format_attention
     from edgecv.runtimes.outputs import JsonlSink
 
+    if clf.task != "text":
+        raise InputError(f"{clf.path.name}: is an image model (input {clf.input.describe()}); --text and "
+                         f"--text-file need a text model (give images, a folder, a video, a URL or --camera N)")
     if opts.show_attention and clf.attention_name is None:
         raise InputError(f"{clf.path.name}: has no 'attention' output; export an attention model with "
                          f"attention weights to use --show-attention")
@@ -197,9 +253,13 @@ def _infer_stream(clf: Any, opts: InferOptions) -> None:
     from edgecv.runtimes.stream import StreamOptions, run_stream
 
     if clf.task != "image":
-        raise InputError(f"{clf.path.name}: is a text model; use --text or --text-file")
+        raise InputError(f"{clf.path.name}: is a text model (input {clf.input.describe()}); expected texts "
+                         f"through --text or --text-file, not images or video")
     source = open_source(opts.inputs, camera=opts.camera, stride=opts.stride, retries=opts.retries)
     is_images = isinstance(source, ImageSource)
+    if is_images and opts.smooth is not None:  # the stream loop never smooths unrelated images
+        click.echo("notice: --smooth applies to video, camera and stream inputs; images are classified one "
+                   "by one (not smoothed)", err=True)
     stop = threading.Event()
     sinks = _open_sinks(opts, source, stop, is_images=is_images)
     bar = _progress_bar(source, opts, is_images=is_images)
@@ -227,13 +287,14 @@ def _open_sinks(opts: InferOptions, source: Any, stop: Any, *, is_images: bool) 
 
     sinks: list[Any] = []
     try:
+        if opts.save_path is not None and is_images:  # before any output file is created
+            raise InputError(f"--save {opts.save_path}: --save needs a video, camera or stream input, "
+                             f"not images")
         if opts.json_path:
             sinks.append(JsonlSink(opts.json_path))
         if opts.csv_path:
             sinks.append(CsvSink(opts.csv_path))
         if opts.save_path is not None:
-            if is_images:
-                raise InputError(f"{opts.save_path}: --save needs a video, camera or stream input")
             fps = None if source.live or source.fps is None else source.fps / opts.stride
             sinks.append(VideoSink(opts.save_path, fps=fps))
         if opts.show:

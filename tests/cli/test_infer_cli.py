@@ -142,7 +142,7 @@ def test_unreachable_stream_url_exits_1_after_retries(files):
     t0 = time.perf_counter()
     result = CliRunner().invoke(cli, ["infer", str(files["model"]), url, "--retries", "1", "--provider", "cpu"])
     assert result.exit_code == 1
-    assert f"{url}: cannot open stream after 1 attempts" in result.output
+    assert f"{url}: cannot open stream after 2 attempts" in result.output  # the first open + 1 retry
     assert time.perf_counter() - t0 < 30
 
 
@@ -177,3 +177,12 @@ def test_signal_mid_video_exits_cleanly(tmp_path, sig):
     while cap.read()[0]:
         frames += 1
     assert frames == len(rows)
+
+
+def test_text_file_with_utf8_bom_and_blank_lines(files, tmp_path):
+    lines = tmp_path / "bom.txt"
+    lines.write_bytes("\ufeffgreat movie\r\n\r\nawful\r\n".encode("utf-8"))
+    result = invoke(files["plain_text"], "--text-file", lines, "--provider", "cpu", "--json", tmp_path / "t.jsonl")
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(x) for x in (tmp_path / "t.jsonl").read_text().splitlines()]
+    assert [(r["source"], r["top_k"][0]["label"]) for r in rows] == [("great movie", "positive"), ("awful", "negative")]

@@ -174,3 +174,40 @@ def write_video(path: Path, colours: Sequence[str], *, fps: float = 20.0, size: 
 def video_colours(n: int, block: int = 5) -> list[str]:
     """red x block, green x block, blue x block, red, ..."""
     return [COLOURS[(i // block) % 3] for i in range(n)]
+
+
+def feature_map_model(path: Path, *, channels: int = 8, size: int = 32, dynamic: bool = False) -> Path:
+    """Not a classifier: a 1x1 convolution returning a feature map (1, channels, size, size); with
+    ``dynamic`` input and output are (N, 3, H, W) -> (N, C, H, W) by name only, so only a run
+    shows the shape (the runtime feeds its default 224 x 224)."""
+    w = numpy_helper.from_array(np.ones((channels, 3, 1, 1), np.float32), "w")
+    in_shape = ["N", 3, "H", "W"] if dynamic else [1, 3, size, size]
+    out_shape = ["N", "C", "H", "W"] if dynamic else [1, channels, size, size]
+    model = _model([helper.make_node("Conv", ["input", "w"], ["features"])],
+                   [helper.make_tensor_value_info("input", TensorProto.FLOAT, in_shape)],
+                   [helper.make_tensor_value_info("features", TensorProto.FLOAT, out_shape)], [w])
+    return _save(model, path)
+
+
+def nhwc_scores_model(path: Path) -> Path:
+    """A classifier whose scores come out as (N, 1, 1, 3): squeezable, so accepted."""
+    inits = [numpy_helper.from_array(np.eye(3, dtype=np.float32) * 10, "w"),
+             numpy_helper.from_array(np.array([1, 2], np.int64), "axes")]
+    nodes = [helper.make_node("ReduceMean", ["input"], ["m"], axes=[2, 3], keepdims=0),  # (N, 3)
+             helper.make_node("MatMul", ["m", "w"], ["s"]),  # (N, 3)
+             helper.make_node("Unsqueeze", ["s", "axes"], ["scores"])]  # (N, 1, 1, 3)
+    model = _model(nodes, [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 3, 16, 16])],
+                   [helper.make_tensor_value_info("scores", TensorProto.FLOAT, ["N", 1, 1, 3])], inits)
+    return _save(model, path)
+
+
+def int_image_model(path: Path, *, size: int = 224) -> Path:
+    """An image-shaped int64 input (N, 3, size, size) without metadata: neither pixels we can feed
+    nor token ids."""
+    inits = [numpy_helper.from_array(np.eye(3, dtype=np.float32), "w")]
+    nodes = [helper.make_node("Cast", ["input"], ["f"], to=TensorProto.FLOAT),
+             helper.make_node("ReduceMean", ["f"], ["m"], axes=[2, 3], keepdims=0),  # (N, 3)
+             helper.make_node("MatMul", ["m", "w"], ["logits"])]
+    model = _model(nodes, [helper.make_tensor_value_info("input", TensorProto.INT64, ["N", 3, size, size])],
+                   [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 3])], inits)
+    return _save(model, path)
