@@ -101,12 +101,14 @@ class Classifier:
         is_int = np.issubdtype(self.input.dtype, np.integer)
         self.task = self.contract.task if self.contract else ("text" if is_int else "image")
         self._pick_outputs()
+        labels_from = None
         if isinstance(labels, (str, os.PathLike)):
+            labels_from = Path(labels).name if Path(labels).is_file() else str(labels)
             labels = load_labels(labels)
         self._labels = list(labels) if labels else (list(self.contract.labels) if self.contract else None)
         self.num_classes = self._num_classes_from_graph()
         if self.num_classes is not None:
-            self._labels = fit_labels(self._labels, self.num_classes, source=name)
+            self._labels = fit_labels(self._labels, self.num_classes, source=name, labels_from=labels_from)
         self.spec: PreprocessSpec | None = None
         self.tokenizer: WordTokenizer | None = None
         if self.task == "image":

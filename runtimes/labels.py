@@ -56,11 +56,15 @@ def _strip_numbering(names: list[str]) -> list[str]:
     return stripped
 
 
-def fit_labels(labels: Sequence[str] | None, num_classes: int, *, source: str = "model") -> list[str]:
-    """Labels for ``num_classes`` outputs: given names must match the count; none -> ``class_<i>``."""
+def fit_labels(labels: Sequence[str] | None, num_classes: int, *, source: str = "model",
+               labels_from: str | None = None) -> list[str]:
+    """Labels for ``num_classes`` outputs: given names must match the count; none -> ``class_<i>``.
+
+    ``labels_from`` names where the labels came from (a file), so a mismatch names both inputs."""
     if not labels:
         return [f"class_{i}" for i in range(num_classes)]
     if len(labels) != num_classes:
-        raise InputError(f"{source}: {len(labels)} labels given but the model has {num_classes} outputs "
+        given = f"{len(labels)} labels given" + (f" in {labels_from}" if labels_from else "")
+        raise InputError(f"{source}: {given} but the model has {num_classes} outputs "
                          f"(expected exactly {num_classes} class names)")
     return list(labels)

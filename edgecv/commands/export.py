@@ -43,11 +43,15 @@ def render(report: Any) -> str:
                      "file": Path(r.file).name if r.file else "-",
                      "size": _mb(r.size), "nodes": r.nodes, "parity": _parity_text(r),
                      "time": f"{r.seconds:.2f} s" if r.seconds is not None else "-"})
+    calib = report.data_split.get("calibration")
     lines = [f"{report.architecture} ({report.task}) -> {report.output}",
-             f"parity inputs: {report.samples}", "",
-             format_table(rows, [("stage", "stage"), ("status", "status"), ("file", "file"),
-                                 ("size", "size"), ("nodes", "nodes"), ("parity", "parity vs torch fp32"),
-                                 ("time", "time")])]
+             f"parity inputs: {report.samples}"]
+    if calib:
+        held = "none of them a parity input" if calib.get("disjoint_from_parity") else "OVERLAPS the parity inputs"
+        lines.append(f"int8 calibration: {calib['samples']} images from {calib['source']} ({held})")
+    lines += ["", format_table(rows, [("stage", "stage"), ("status", "status"), ("file", "file"),
+                                      ("size", "size"), ("nodes", "nodes"), ("parity", "parity vs torch fp32"),
+                                      ("time", "time")])]
     notes = [f"{r.stage}: {r.note}" for r in report.stages
              if r.note and (r.status != "ok" or r.stage == "simplified")]
     extra = []
@@ -59,7 +63,7 @@ def render(report: Any) -> str:
             kind = " ".join(str(v) for v in (d.get("method"), d.get("format")) if v)
             extra.append(f"int8: {kind}, per_channel={d.get('per_channel')}, "
                          f"reduce_range={d.get('reduce_range')}"
-                         + (f", calibrated on {d['calibration_samples']} images"
+                         + (f", calibrated on {d['calibration_samples']} images from {d.get('calibration_source')}"
                             if d.get("calibration_samples") else ""))
     if notes or extra:
         lines += [""] + [f"  {n}" for n in notes + extra]
@@ -74,14 +78,15 @@ def render(report: Any) -> str:
 @click.option("-o", "--output", required=True, type=click.Path(path_type=Path),
               help="Output .onnx file; model.fp16.onnx / model.int8.onnx / model.export.json go beside it.")
 @click.option("--data", type=click.Path(path_type=Path),
-              help="Image folder or text .csv/.tsv/.jsonl: real samples for parity and int8 calibration.")
+              help="Image folder or text .csv/.tsv/.jsonl: real samples for parity and int8 calibration "
+                   "(never the same ones; with DIR/train + DIR/val: calibrate on train, check on val).")
 @click.option("--opset", type=click.IntRange(*OPSET_RANGE), default=None,
               help="ONNX opset [17; 18 with --exporter dynamo] (torchscript: 13-20; dynamo: 18-23).")
 @click.option("--fp16", is_flag=True, help="Also write model.fp16.onnx (float16 weights, float32 I/O).")
 @click.option("--int8", is_flag=True,
               help="Also write model.int8.onnx (static QDQ for image models, needs --data; dynamic for text).")
 @click.option("--calib-size", type=click.IntRange(1, None), default=300, show_default=True,
-              help="Images used for int8 calibration.")
+              help="Images used for int8 calibration (none of them is a parity sample).")
 @click.option("--no-simplify", is_flag=True, help="Skip onnxsim.")
 @click.option("--model", "model_name", help="Architecture for a bare state dict (see 'edgecv models').")
 @click.option("--weights", type=click.Path(dir_okay=True, path_type=Path),
@@ -119,7 +124,12 @@ def export(checkpoint: Path | None, output: Path, data: Path | None, opset: int 
         raise click.UsageError("--weights/--random-init need --model NAME")
     if random_init and (weights is not None or checkpoint is not None):
         raise click.UsageError("--random-init cannot be combined with a checkpoint or --weights")
-    from edgecv.exporters.pipeline import ExportOptions, check_options, run_export
+    from edgecv.exporters.pipeline import (
+        ExportOptions,
+        check_destinations,
+        check_options,
+        run_export,
+    )
     from edgecv.exporters.source import load_source
 
     if opset is None:
@@ -131,6 +141,7 @@ def export(checkpoint: Path | None, output: Path, data: Path | None, opset: int 
         from edgecv.errors import InputError
 
         raise InputError(f"-o {output}: is a directory; expected a file path such as {output / 'model.onnx'}")
+    check_destinations(opts)  # a read-only or impossible -o fails before the model is loaded
     source = load_source(checkpoint, model_name=model_name, weights=weights, num_classes=num_classes,
                          image_size=image_size, random_init=random_init)
     for warning in source.warnings:

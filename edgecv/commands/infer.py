@@ -8,6 +8,7 @@ from typing import Any
 
 import click
 
+from edgecv.commands.options import preprocess_options, preprocess_overrides
 from edgecv.runtimes.session import PROVIDER_CHOICES
 
 EXAMPLES = """
@@ -42,14 +43,14 @@ class InferOptions:
     max_frames: int | None = None
     smooth: float | None = None
     labels: str | None = None
-    # preprocessing for foreign models (parsed and checked by edgecv.runtimes.foreign)
-    size: str | None = None
+    # preprocessing for foreign models (see edgecv.commands.options.preprocess_options)
+    size: list[int] | None = None
     resize: int | None = None
     crop: int | None = None
     stretch: bool = False
     scale: float | None = None
-    mean: str | None = None
-    std: str | None = None
+    mean: list[float] | None = None
+    std: list[float] | None = None
     bgr: bool = False
     # outputs
     json_path: str | None = None
@@ -82,14 +83,7 @@ class InferOptions:
 
     def preprocess_overrides(self) -> dict[str, Any]:
         """The preprocessing flags that were given, as ``load(**overrides)`` keywords."""
-        given = dict(size=self.size, resize=self.resize, crop=self.crop, scale=self.scale, mean=self.mean,
-                     std=self.std)
-        overrides: dict[str, Any] = {k: v for k, v in given.items() if v is not None}
-        if self.stretch:
-            overrides["stretch"] = True
-        if self.bgr:
-            overrides["bgr"] = True
-        return overrides
+        return preprocess_overrides(self.__dict__)
 
     @property
     def out(self) -> Any:
@@ -155,15 +149,7 @@ def check_outputs(opts: InferOptions) -> None:
 @click.option("--smooth", type=click.FloatRange(0, 1, min_open=True), default=None, metavar="ALPHA",
               help="Exponential moving average of probabilities across frames (weight of the newest).")
 @click.option("--labels", default=None, metavar="FILE|imagenet", help="Class names (foreign models).")
-@click.option("--size", default=None, metavar="H,W", help="Network input size (foreign models).")
-@click.option("--resize", type=click.IntRange(min=1), default=None, metavar="SHORT_SIDE",
-              help="Resize the short side to this, then centre-crop to the input size.")
-@click.option("--crop", type=click.IntRange(min=1), default=None, metavar="N", help="Centre crop N x N (sets the size).")
-@click.option("--stretch", is_flag=True, help="Resize the whole frame to the input size (no crop).")
-@click.option("--scale", type=float, default=None, metavar="S", help="Multiply 0-255 pixels by S (default 1/255).")
-@click.option("--mean", default=None, metavar="R,G,B", help="Mean subtracted after scaling.")
-@click.option("--std", default=None, metavar="R,G,B", help="Std divided after scaling.")
-@click.option("--bgr", is_flag=True, help="Feed BGR instead of RGB.")
+@preprocess_options()
 @click.option("--json", "json_path", default=None, metavar="OUT.jsonl",
               help="One JSON line per image/frame ('-' = stdout).")
 @click.option("--csv", "csv_path", default=None, metavar="OUT.csv", help="Per-image results as CSV.")

@@ -13,7 +13,11 @@ from typing import Any
 
 import click
 
-from edgecv.commands.options import CommaList
+from edgecv.commands.options import (
+    PREPROCESS_FLAGS,
+    preprocess_options,
+    preprocess_overrides,
+)
 
 ONNX_SUFFIXES = (".onnx",)
 CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt", ".bin", ".tar")
@@ -125,15 +129,8 @@ class InspectOptions:
         """The preprocessing flags given, as ``PreprocessOverrides``; None when there are none."""
         from edgecv.runtimes.foreign import PreprocessOverrides
 
-        size = self.size * 2 if self.size and len(self.size) == 1 else self.size
-        ov = PreprocessOverrides(size=tuple(size) if size else None, resize=self.resize, crop=self.crop,
-                                 stretch=self.stretch, scale=self.scale,
-                                 mean=tuple(self.mean) if self.mean else None,
-                                 std=tuple(self.std) if self.std else None, bgr=self.bgr)
-        return None if ov.empty else ov
-
-
-_PREPROCESS_FLAGS = ("--size", "--resize", "--crop", "--stretch", "--scale", "--mean", "--std", "--bgr")
+        given = preprocess_overrides(self.__dict__)
+        return PreprocessOverrides(**given) if given else None
 
 
 @click.command("inspect", context_settings={"help_option_names": ["-h", "--help"]})
@@ -155,20 +152,7 @@ _PREPROCESS_FLAGS = ("--size", "--resize", "--crop", "--stretch", "--scale", "--
 @click.option("-o", "--output", default=None, metavar="FILE.png", help="Montage PNG written by --activations.")
 @click.option("--max-channels", type=click.IntRange(min=1), default=64, show_default=True,
               help="Channels drawn in the montage.")
-@click.option("--size", type=CommaList(int, minimum=1, lengths=(1, 2), separators=",x", example="224,224"),
-              default=None, metavar="H,W", help="--activations: network input size (foreign models).")
-@click.option("--resize", type=click.IntRange(min=1), default=None, metavar="SHORT_SIDE",
-              help="--activations: resize the short side to this, then centre-crop to the input size.")
-@click.option("--crop", type=click.IntRange(min=1), default=None, metavar="N",
-              help="--activations: centre crop N x N (sets the size).")
-@click.option("--stretch", is_flag=True, help="--activations: resize the whole image to the input size (no crop).")
-@click.option("--scale", type=click.FloatRange(min=0, min_open=True), default=None, metavar="S",
-              help="--activations: multiply 0-255 pixels by S (default 1/255).")
-@click.option("--mean", type=CommaList(float, lengths=(1, 3), example="0.485,0.456,0.406"), default=None,
-              metavar="R,G,B", help="--activations: mean subtracted after scaling.")
-@click.option("--std", type=CommaList(float, lengths=(1, 3), example="0.229,0.224,0.225"), default=None,
-              metavar="R,G,B", help="--activations: std divided after scaling.")
-@click.option("--bgr", is_flag=True, help="--activations: feed BGR instead of RGB.")
+@preprocess_options(what="--activations: ")
 def inspect(**params: Any) -> None:
     """Per-layer output shape, params and MACs of a model, with totals (like analyzeNetwork).
 
@@ -228,7 +212,7 @@ def _check_usage(opts: InspectOptions) -> None:
     if (opts.layer is not None or opts.output is not None) and opts.image is None:
         raise click.UsageError("--layer and -o are used with --activations IMAGE")
     if opts.image is None and opts.overrides() is not None:
-        raise click.UsageError(f"{'/'.join(_PREPROCESS_FLAGS)} prepare the image of --activations IMAGE")
+        raise click.UsageError(f"{'/'.join(PREPROCESS_FLAGS)} prepare the image of --activations IMAGE")
 
 
 def _emit(stats: Any, *, as_json: bool, show_all: bool, contract: Any = None) -> None:
@@ -333,7 +317,7 @@ def _activation_spec(opts: InspectOptions) -> Any:
     inputs = [InputInfo.from_onnx(i, source=name) for i in graph_inputs(model)]
     if not inputs or len(inputs[0].shape) != 4 or (contract is not None and contract.task != "image"):
         got = f"input {inputs[0].name!r} {inputs[0].describe()}" if inputs else "no inputs"
-        raise InputError(f"{name}: {'/'.join(_PREPROCESS_FLAGS)} prepare an image, but the model has {got}; "
+        raise InputError(f"{name}: {'/'.join(PREPROCESS_FLAGS)} prepare an image, but the model has {got}; "
                          "expected an image model with an (N, C, H, W) or (N, H, W, C) input")
     dtype = "float16" if np.dtype(inputs[0].dtype) == np.float16 else "float32"
     try:

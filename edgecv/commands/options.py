@@ -53,3 +53,53 @@ class CommaList(click.ParamType):
             kind = "positive integers"
         counts = f"{' or '.join(map(str, self.lengths))} " if self.lengths else ""
         return f"{counts}comma-separated {kind}"
+
+
+PREPROCESS_FLAGS = ("--size", "--resize", "--crop", "--stretch", "--scale", "--mean", "--std", "--bgr")
+
+
+def preprocess_options(*, what: str = "") -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """The preprocessing flags of a foreign model, shared by ``infer`` and ``inspect`` so both
+    read them identically; ``what`` prefixes each help line (e.g. "--activations: ")."""
+    options = [
+        click.option("--size", type=CommaList(int, minimum=1, lengths=(1, 2), separators=",x", example="224,224"),
+                     default=None, metavar="H,W", help=f"{what}Network input size (foreign models)."),
+        click.option("--resize", type=click.IntRange(min=1), default=None, metavar="SHORT_SIDE",
+                     help=f"{what}Resize the short side to this, then centre-crop to the input size."),
+        click.option("--crop", type=click.IntRange(min=1), default=None, metavar="N",
+                     help=f"{what}Centre crop N x N (sets the size)."),
+        click.option("--stretch", is_flag=True, help=f"{what}Resize the whole image to the input size (no crop)."),
+        click.option("--scale", type=click.FloatRange(min=0, min_open=True), default=None, metavar="S",
+                     help=f"{what}Multiply 0-255 pixels by S (default 1/255)."),
+        click.option("--mean", type=CommaList(float, lengths=(1, 3), example="0.485,0.456,0.406"), default=None,
+                     metavar="R,G,B", help=f"{what}Mean subtracted after scaling."),
+        click.option("--std", type=CommaList(float, lengths=(1, 3), example="0.229,0.224,0.225"), default=None,
+                     metavar="R,G,B", help=f"{what}Std divided after scaling."),
+        click.option("--bgr", is_flag=True, help=f"{what}Feed BGR instead of RGB."),
+    ]
+
+    def apply(command: Callable[..., Any]) -> Callable[..., Any]:
+        for option in reversed(options):
+            command = option(command)
+        return command
+
+    return apply
+
+
+def preprocess_overrides(params: dict[str, Any]) -> dict[str, Any]:
+    """The preprocessing flags that were given, as ``PreprocessOverrides`` / ``load(**overrides)``
+    keywords (flags left out are not passed, so the model's own values stay)."""
+    out: dict[str, Any] = {}
+    if params.get("size"):
+        size = list(params["size"])
+        out["size"] = (size[0], size[-1])
+    for key in ("resize", "crop", "scale"):
+        if params.get(key) is not None:
+            out[key] = params[key]
+    for key in ("mean", "std"):
+        if params.get(key):
+            out[key] = tuple(params[key])
+    for key in ("stretch", "bgr"):
+        if params.get(key):
+            out[key] = True
+    return out

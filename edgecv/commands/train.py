@@ -5,9 +5,26 @@ torch is imported only when the command runs, so ``edgecv train --help`` stays f
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 import click
+
+# The same bounds as TrainConfig.validate() (the Python API), kept in edgecv.training.config; they
+# are repeated here as literals so 'edgecv train --help' never imports the training package.
+MIN_IMG_SIZE = 8  # smallest input any registered image model accepts
+MIN_VOCAB_SIZE = 3  # <pad>, <unk> and at least one real word
+
+
+class FiniteRange(click.FloatRange):
+    """``click.FloatRange`` that also refuses nan and inf: ``nan < 0`` is False, so a plain range
+    lets ``--lr nan`` through to the optimiser, which then fails with a traceback."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number.", param, ctx)
+        return number
 
 
 @click.command("train")
@@ -15,38 +32,49 @@ import click
 @click.option("--model", "-m", default=None, help="Architecture from 'edgecv models' (default mobilenet_v2 for "
               "images, lstm_classifier for text).")
 @click.option("--out", "-o", default=None, help="Output folder for checkpoints, metrics and plots [runs/exp].")
-@click.option("--epochs", type=int, default=None, help="Epochs to train [10].")
-@click.option("--batch-size", type=int, default=None, help="Batch size per process [32].")
-@click.option("--lr", type=float, default=None, help="Peak learning rate [1e-3 AdamW, 0.05 SGD].")
+@click.option("--epochs", type=click.IntRange(1), default=None, help="Epochs to train [10].")
+@click.option("--batch-size", type=click.IntRange(1), default=None, help="Batch size per process [32].")
+@click.option("--lr", type=FiniteRange(0, min_open=True), default=None,
+              help="Peak learning rate [1e-3 AdamW, 0.05 SGD].")
 @click.option("--optimizer", type=click.Choice(["adamw", "sgd"]), default=None, help="Optimiser [adamw].")
-@click.option("--weight-decay", type=float, default=None, help="Weight decay [0.01].")
-@click.option("--warmup-epochs", type=float, default=None, help="Linear LR warm-up before the cosine decay [1].")
-@click.option("--label-smoothing", type=float, default=None, help="Cross-entropy label smoothing [0].")
-@click.option("--grad-clip", type=float, default=None, help="Clip the gradient norm [1.0 for text, off for images].")
-@click.option("--seed", type=int, default=None, help="Seed for split, init, shuffling and augmentation [0].")
-@click.option("--val-split", type=float, default=None, help="Validation fraction, stratified per class [0.2]; "
+@click.option("--weight-decay", type=FiniteRange(0), default=None, help="Weight decay [0.01].")
+@click.option("--warmup-epochs", type=FiniteRange(0), default=None,
+              help="Linear LR warm-up before the cosine decay [1].")
+@click.option("--label-smoothing", type=FiniteRange(0, 1, max_open=True), default=None,
+              help="Cross-entropy label smoothing [0].")
+@click.option("--grad-clip", type=FiniteRange(0, min_open=True), default=None,
+              help="Clip the gradient norm [1.0 for text, off for images].")
+@click.option("--seed", type=click.IntRange(0), default=None,
+              help="Seed for split, init, shuffling and augmentation [0].")
+@click.option("--val-split", type=FiniteRange(0, 1, min_open=True, max_open=True), default=None,
+              help="Validation fraction, stratified per class [0.2]; "
               "ignored when DATA_DIR has train/ and val/.")
 @click.option("--device", default=None, help="auto (cuda -> mps -> cpu), cpu, cuda, cuda:N or mps [auto].")
 @click.option("--no-amp", is_flag=True, default=False, help="Disable mixed precision on CUDA.")
-@click.option("--workers", type=int, default=None, help="DataLoader worker processes [up to 4 for images, 0 text].")
+@click.option("--workers", type=click.IntRange(0), default=None,
+              help="DataLoader worker processes [up to 4 for images, 0 text].")
 @click.option("--model-arg", "model_args", multiple=True, metavar="KEY=VALUE",
               help="Extra architecture argument, repeatable: --model-arg width_mult=0.5 --model-arg dropout=0.")
 @click.option("--weights", type=click.Path(exists=True, dir_okay=False), default=None,
               help="Start from these weights (torchvision .pth or edgecv .pt); a head of another class count is "
                    "replaced.")
 @click.option("--freeze-backbone", is_flag=True, default=False, help="Train only the classifier head.")
-@click.option("--unfreeze-at", type=int, default=None, help="With --freeze-backbone: train everything from this epoch.")
-@click.option("--img-size", type=int, default=None, help="Square input size in pixels [the model's default].")
+@click.option("--unfreeze-at", type=click.IntRange(1), default=None,
+              help="With --freeze-backbone: train everything from this epoch.")
+@click.option("--img-size", type=click.IntRange(MIN_IMG_SIZE), default=None,
+              help="Square input size in pixels [the model's default].")
 @click.option("--resize", type=click.Choice(["stretch", "short_side"]), default=None,
               help="Evaluation/runtime resize, saved with the model [stretch: whole image; short_side: + centre crop].")
 @click.option("--grayscale", is_flag=True, default=False, help="Train on 1-channel grey images.")
 @click.option("--no-augment", is_flag=True, default=False, help="Turn off crop/flip/colour augmentation.")
-@click.option("--min-crop-scale", type=float, default=None, help="Smallest random-crop area fraction [0.25].")
+@click.option("--min-crop-scale", type=FiniteRange(0, 1, min_open=True), default=None,
+              help="Smallest random-crop area fraction [0.25].")
 @click.option("--text-column", default=None, help="Text column of a CSV/TSV/JSONL [text].")
 @click.option("--label-column", default=None, help="Label column of a CSV/TSV/JSONL [label].")
-@click.option("--vocab-size", type=int, default=None, help="Largest vocabulary incl. <pad>, <unk> [20000].")
-@click.option("--min-freq", type=int, default=None, help="Words seen fewer times become <unk> [1].")
-@click.option("--max-len", type=int, default=None, help="Tokens kept per text [64].")
+@click.option("--vocab-size", type=click.IntRange(MIN_VOCAB_SIZE), default=None,
+              help="Largest vocabulary incl. <pad>, <unk> [20000].")
+@click.option("--min-freq", type=click.IntRange(1), default=None, help="Words seen fewer times become <unk> [1].")
+@click.option("--max-len", type=click.IntRange(1), default=None, help="Tokens kept per text [64].")
 @click.option("--no-lower", is_flag=True, default=False, help="Keep letter case when tokenising.")
 @click.option("--resume", type=click.Path(exists=True, dir_okay=False), default=None,
               help="Continue a run from its last.pt (a larger --epochs extends it).")

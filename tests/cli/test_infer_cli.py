@@ -118,7 +118,7 @@ def test_foreign_model_with_flags(files, tmp_path):
         (["{model}", "nothere.png"], 1, "nothere.png: file or folder not found"),
         (["{plain_text}", "--text", "good", "--show-attention"], 1, "has no 'attention' output"),
         (["{fp16}", "{imgs}", "--labels", "imagenet"], 1, "1000 labels given but the model has 3 outputs"),
-        (["{model}", "{imgs}", "--size", "1,2,3"], 1, "expected H,W"),
+        (["{model}", "{imgs}", "--size", "1,2,3"], 2, "'--size': '1,2,3': expected 1 or 2 comma-separated"),
         (["{text}", "{imgs}"], 1, "is a text model"),
         (["{model}", "--camera", "97"], 1, "camera 97: cannot open"),
         (["{model}", "{imgs}", "--save", "x.mp4"], 1, "--save needs a video"),
