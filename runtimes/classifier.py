@@ -103,7 +103,7 @@ class Classifier:
         self._pick_outputs()
         labels_from = None
         if isinstance(labels, (str, os.PathLike)):
-            labels_from = Path(labels).name if Path(labels).is_file() else str(labels)
+            labels_from = Path(labels).name if Path(labels).is_file() else None
             labels = load_labels(labels)
         self._labels = list(labels) if labels else (list(self.contract.labels) if self.contract else None)
         self.num_classes = self._num_classes_from_graph()
