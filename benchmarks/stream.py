@@ -61,7 +61,7 @@ def bench_overhead(clf, image: np.ndarray, *, runs: int, warmup: int = 20, block
     """Interleaved A/B in ``blocks`` blocks; the overhead is the median of the per-block ratios of
     medians (one burst of load from another process then spoils one block, not the figure)."""
     x = clf.preprocess([image])  # (1, 3, 224, 224) float32
-    sess, feed = clf.session, {clf.input.name: x}
+    sess, feed = clf.engine.session, {clf.input.name: x}  # the bare ONNX Runtime session
     for _ in range(warmup):
         sess.run(None, feed)
         clf.predict_tensor(x)

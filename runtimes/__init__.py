@@ -1,4 +1,5 @@
-"""ONNX Runtime inference, sources, the stream loop and the profiler; installed as ``edgecv.runtimes``.
+"""Inference engines (ONNX Runtime, ...), the classifier, sources, the stream loop and the profiler;
+installed as ``edgecv.runtimes``.
 
 Never imports torch: an edge device installs edgecv without PyTorch.
 """
@@ -11,6 +12,7 @@ from edgecv.runtimes.classifier import (
     TopK,
     load,
 )
+from edgecv.runtimes.engine import Engine, EngineOptions, open_engine
 from edgecv.runtimes.foreign import PreprocessOverrides
 from edgecv.runtimes.inputs import InputInfo, check_input
 from edgecv.runtimes.labels import imagenet_labels, load_labels
@@ -19,7 +21,7 @@ from edgecv.runtimes.sources import FakeCapture, LiveSource, open_source
 from edgecv.runtimes.stream import StreamOptions, StreamReport, run_pipeline, run_stream
 
 __all__ = [
-    "PROVIDER_CHOICES", "SessionInfo", "create_session",
+    "PROVIDER_CHOICES", "SessionInfo", "create_session", "Engine", "EngineOptions", "open_engine",
     "Classifier", "InputInfo", "Prediction", "Timings", "TopK", "check_input", "load",
     "PreprocessOverrides", "imagenet_labels", "load_labels",
     "FakeCapture", "LiveSource", "open_source", "StreamOptions", "StreamReport", "run_pipeline", "run_stream",

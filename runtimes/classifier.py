@@ -22,9 +22,9 @@ import numpy as np
 from edgecv.runtimes.foreign import PreprocessOverrides, build_spec
 from edgecv.runtimes.inputs import ORT_DTYPES, InputInfo, check_input, check_output_shape  # noqa: F401
 from edgecv.runtimes.labels import fit_labels, load_labels
-from edgecv.runtimes.session import SessionInfo, create_session
+from edgecv.runtimes.engine import Engine, EngineOptions, open_engine
 
-from edgecv.contract import ModelContract, contract_from_session
+from edgecv.contract import ModelContract
 from edgecv.errors import InputError, ModelError
 from edgecv.postprocess import squeeze_logits, to_probabilities
 from edgecv.postprocess import top_k as rank_top_k
@@ -87,16 +87,14 @@ class Prediction:
 
 
 class Classifier:
-    """An image or text classifier on an ONNX Runtime session (see :func:`load`)."""
+    """An image or text classifier on an inference engine (see :func:`load`)."""
 
-    def __init__(self, info: SessionInfo, *, path: str | os.PathLike[str] = "model",
-                 labels: Sequence[str] | str | None = None,
+    def __init__(self, engine: Engine, *, labels: Sequence[str] | str | None = None,
                  overrides: PreprocessOverrides | None = None) -> None:
-        self.path = Path(path)
-        self.info = info
-        self.session = info.session
+        self.engine = engine
+        self.path = Path(engine.path)
         name = self.path.name
-        self.contract: ModelContract | None = contract_from_session(self.session, source=name)
+        self.contract: ModelContract | None = ModelContract.from_metadata(engine.metadata, source=name)
         self.input = self._graph_input()
         is_int = np.issubdtype(self.input.dtype, np.integer)
         self.task = self.contract.task if self.contract else ("text" if is_int else "image")
@@ -123,7 +121,7 @@ class Classifier:
         """The one real graph input; an integer input shaped like an image is refused here, before
         it could be mistaken for a text model's token ids."""
         name = self.path.name
-        inputs = [InputInfo.from_ort(a) for a in self.session.get_inputs()]
+        inputs = list(self.engine.inputs)
         if len(inputs) != 1:
             raise ModelError(f"{name}: has {len(inputs)} inputs ({', '.join(i.name for i in inputs)}); "
                              f"expected one image or token-id input")
@@ -137,7 +135,7 @@ class Classifier:
     def _pick_outputs(self) -> None:
         """Choose the scores output (and an optional attention output) and check the scores are
         classifier-shaped now, or on every run where the graph leaves the shape dynamic."""
-        outputs = {o.name: o for o in self.session.get_outputs()}
+        outputs = {o.name: o for o in self.engine.outputs}
         io = self.contract.io if self.contract else {}
         self.output_name: str = io.get("output") if io.get("output") in outputs else next(iter(outputs))
         attn = io.get("attention") or ("attention" if "attention" in outputs else None)
@@ -153,21 +151,26 @@ class Classifier:
 
     @property
     def providers(self) -> list[str]:
-        return list(self.info.providers)
+        return list(self.engine.providers)
 
     @property
     def provider(self) -> str:
-        return self.info.provider
+        return self.engine.device
+
+    @property
+    def precision(self) -> str:
+        return self.engine.precision
 
     @property
     def threads(self) -> int | None:
-        return self.info.threads
+        return self.engine.threads
 
     def describe(self) -> str:
-        """One line: model, task, input, providers actually used, threads."""
-        threads = self.threads if self.threads is not None else "ort-default"
+        """One line: model, task, input, what really runs it (backend, providers, precision), threads."""
+        threads = self.threads if self.threads is not None else "default"
         return (f"{self.path.name}: {self.task} classifier, input {self.input.name} {self.input.describe()}, "
-                f"{len(self.labels) or '?'} classes, provider {', '.join(self.providers)}, threads {threads}")
+                f"{len(self.labels) or '?'} classes, {self.engine.backend} provider {', '.join(self.providers)}, "
+                f"precision {self.precision}, threads {threads}")
 
     # ------------------------------------------------------------------ stages
     def preprocess(self, images: Sequence[np.ndarray]) -> np.ndarray:
@@ -184,7 +187,7 @@ class Classifier:
         names = [self.output_name] + ([self.attention_name] if attention and self.attention_name else [])
         fixed = self.input.fixed_batch
         if fixed is None or fixed == x.shape[0]:
-            outs = self.session.run(names, {self.input.name: x})
+            outs = self.engine.run(names, {self.input.name: x})
         else:
             chunks: list[list[np.ndarray]] = []
             for start in range(0, x.shape[0], fixed):
@@ -192,7 +195,7 @@ class Classifier:
                 n = part.shape[0]
                 if n < fixed:
                     part = np.concatenate([part, np.zeros((fixed - n, *part.shape[1:]), dtype=part.dtype)])
-                chunks.append([o[:n] for o in self.session.run(names, {self.input.name: part})])
+                chunks.append([o[:n] for o in self.engine.run(names, {self.input.name: part})])
             outs = [np.concatenate([c[i] for c in chunks]) for i in range(len(names))]
         return outs[0], (outs[1] if len(outs) > 1 else None)
 
@@ -279,7 +282,7 @@ class Classifier:
                            attention=None if attn is None else attn[i]) for i in range(len(ranked))]
 
     def _num_classes_from_graph(self) -> int | None:
-        out = next(o for o in self.session.get_outputs() if o.name == self.output_name)
+        out = next(o for o in self.engine.outputs if o.name == self.output_name)
         dims = [d for d in (out.shape or [])[1:] if not (isinstance(d, int) and d == 1)]
         if len(dims) == 1 and isinstance(dims[0], int):
             return dims[0]
@@ -310,5 +313,6 @@ def load(path: str | os.PathLike[str], provider: str = "auto", threads: int | No
     >>> clf.predict("cat.jpg").label                                   # doctest: +SKIP
     """
     ov = PreprocessOverrides.from_kwargs(overrides)
-    info = create_session(path, provider=provider, threads=threads, verbose=verbose, allow_fallback=allow_fallback)
-    return Classifier(info, path=path, labels=labels, overrides=ov)
+    engine = open_engine(path, EngineOptions(provider=provider, threads=threads, verbose=verbose,
+                                             allow_fallback=allow_fallback))
+    return Classifier(engine, labels=labels, overrides=ov)

@@ -183,7 +183,7 @@ def infer(**params: Any) -> None:
     check_outputs(opts)
     clf = load(opts.model, provider=opts.provider, threads=opts.threads, verbose=opts.verbose,
                allow_fallback=opts.allow_fallback, labels=opts.labels, **opts.preprocess_overrides())
-    for notice in clf.info.notices:
+    for notice in clf.engine.notices:
         click.echo(notice, err=True)
     click.echo(clf.describe(), file=opts.out)
     if text_items:

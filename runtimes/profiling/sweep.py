@@ -28,7 +28,6 @@ from edgecv.runtimes.profiling.timing import (
     LatencyStats,
     first_run_ms,
     measure,
-    session_runner,
 )
 
 from edgecv.errors import EdgecvError, InputError, ModelError, short_message
@@ -304,34 +303,21 @@ class ProfileResult:
 def profile_config(cfg: Config, *, warmup: int, runs: int | None, duration_s: float | None,
                    shapes: dict[str, list[int]] | None = None, verbose: bool = False,
                    notices: list[str] | None = None, spinning: bool = True) -> ProfileResult:
-    """Fresh session per configuration, so each one's cold start is honest."""
-    from edgecv.runtimes.session import create_session
+    """Fresh engine per configuration, so each one's cold start is honest."""
+    from edgecv.runtimes.engine import EngineOptions, open_engine
 
     feeds = synthesize_inputs(cfg.model, batch=cfg.batch, seq_len=cfg.seq_len, shapes=shapes)
-    info = create_session(cfg.model.path, provider=cfg.provider, threads=cfg.threads, verbose=verbose,
-                          spinning=spinning)
+    engine = open_engine(cfg.model.path, EngineOptions(provider=cfg.provider, threads=cfg.threads,
+                                                       verbose=verbose, spinning=spinning))
     if notices is not None:
-        notices.extend(n for n in info.notices if n not in notices)
-    fn = session_runner(info.session, feeds)
-    cold = ColdStart(info.create_ms, _first_run(_first_runner(info.session, feeds, verbose=verbose), cfg))
+        notices.extend(n for n in engine.notices if n not in notices)
+    fn = engine.runner(feeds)
+    cold = ColdStart(engine.create_ms, _first_run(engine.runner(feeds, quiet=not verbose), cfg))
     stats = measure(fn, warmup=warmup, runs=runs, duration_s=duration_s, items_per_run=cfg.batch)
     seq = seq_of(cfg.model, feeds)
-    return ProfileResult(cfg.model.name, "onnxruntime", info.provider, cfg.batch, cfg.threads, seq,
-                         stats, cold, list(info.providers), str(cfg.model.path), extra={"spinning": spinning})
-
-
-def _first_runner(session: Any, feeds: dict[str, np.ndarray], *, verbose: bool) -> Callable[[], Any]:
-    """The first run with ONNX Runtime's own error log off (unless ``verbose``): a failure
-    becomes our one-line reason, and the C++ log line would be a second, unreadable one."""
-    if verbose:
-        return session_runner(session, feeds)
-    import functools
-
-    import onnxruntime as ort
-
-    quiet = ort.RunOptions()
-    quiet.log_severity_level = 4  # FATAL only
-    return functools.partial(session.run, None, feeds, quiet)
+    return ProfileResult(cfg.model.name, engine.backend, engine.device, cfg.batch, cfg.threads, seq,
+                         stats, cold, list(engine.providers), str(cfg.model.path),
+                         extra={"spinning": spinning, "precision": engine.precision})
 
 
 def _first_run(fn: Callable[[], Any], cfg: Config) -> float:

@@ -49,7 +49,7 @@ def test_single_image(files):
     img = next(files["imgs"].glob("000_*.png"))
     result = invoke(files["model"], img, "--provider", "cpu", "--threads", "1", "--top-k", "2")
     assert result.exit_code == 0, result.output
-    assert "provider CPUExecutionProvider, threads 1" in result.output
+    assert "onnxruntime provider CPUExecutionProvider, precision fp32, threads 1" in result.output
     assert f"{img}  red 0.999  [red 0.999, green 0.000]" in result.output
     assert "1 frames in" in result.output
 
