@@ -19,10 +19,15 @@ from pathlib import Path
 from typing import Any, NamedTuple, Sequence, Union
 
 import numpy as np
-from edgecv.runtimes.foreign import PreprocessOverrides, build_spec
-from edgecv.runtimes.inputs import ORT_DTYPES, InputInfo, check_input, check_output_shape  # noqa: F401
-from edgecv.runtimes.labels import fit_labels, load_labels
 from edgecv.runtimes.engine import Engine, EngineOptions, open_engine
+from edgecv.runtimes.foreign import PreprocessOverrides, build_spec
+from edgecv.runtimes.inputs import (  # noqa: F401
+    ORT_DTYPES,
+    InputInfo,
+    check_input,
+    check_output_shape,
+)
+from edgecv.runtimes.labels import fit_labels, load_labels
 
 from edgecv.contract import ModelContract
 from edgecv.errors import InputError, ModelError
@@ -301,11 +306,13 @@ def _is_single_image(images: Any) -> bool:
 
 def load(path: str | os.PathLike[str], provider: str = "auto", threads: int | None = None, *,
          verbose: bool = False, allow_fallback: bool = False, labels: Sequence[str] | str | None = None,
-         **overrides: Any) -> Classifier:
+         engine: EngineOptions | None = None, **overrides: Any) -> Classifier:
     """Open an ``.onnx`` classifier on ONNX Runtime (torch-free).
 
     ``provider``: auto | cpu | cuda | tensorrt (auto keeps CUDA only if the session really gets
-    it); ``threads``: intra-op threads (None = ONNX Runtime's default); ``labels``: a list, a
+    it) | openvino[:DEVICE]; ``threads``: intra-op threads (None = the backend's default);
+    ``engine``: every other backend option (:class:`EngineOptions`; when given, its provider,
+    threads, verbose and allow_fallback are used instead of the arguments); ``labels``: a list, a
     labels file or ``"imagenet"``; ``overrides``: preprocessing for foreign models -- ``size``,
     ``resize``, ``crop``, ``stretch``, ``scale``, ``mean``, ``std``, ``bgr`` (see ``foreign.py``).
 
@@ -313,6 +320,6 @@ def load(path: str | os.PathLike[str], provider: str = "auto", threads: int | No
     >>> clf.predict("cat.jpg").label                                   # doctest: +SKIP
     """
     ov = PreprocessOverrides.from_kwargs(overrides)
-    engine = open_engine(path, EngineOptions(provider=provider, threads=threads, verbose=verbose,
-                                             allow_fallback=allow_fallback))
-    return Classifier(engine, labels=labels, overrides=ov)
+    options = engine or EngineOptions(provider=provider, threads=threads, verbose=verbose,
+                                      allow_fallback=allow_fallback)
+    return Classifier(open_engine(path, options), labels=labels, overrides=ov)

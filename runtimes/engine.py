@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
+from edgecv.runtimes.inputs import InputInfo
 
 from edgecv.errors import InputError
-from edgecv.runtimes.inputs import InputInfo
 
 # provider family -> "module:function" that opens an engine for it (imported only when used, so
 # an install without OpenVINO never imports it)
@@ -28,7 +28,10 @@ BACKENDS: dict[str, str] = {
     "cpu": "edgecv.runtimes.ort_engine:open_ort_engine",
     "cuda": "edgecv.runtimes.ort_engine:open_ort_engine",
     "tensorrt": "edgecv.runtimes.ort_engine:open_ort_engine",
+    "openvino": "edgecv.runtimes.openvino_engine:open_openvino_engine",
 }
+# families that take a device after a colon ("openvino:GPU")
+DEVICE_FAMILIES = frozenset({"openvino"})
 
 
 @dataclass(frozen=True)
@@ -43,13 +46,20 @@ class OutputInfo:
 class EngineOptions:
     """How to open an engine; every field has a default that suits a small CPU device."""
 
-    provider: str = "auto"  # auto | cpu | cuda | tensorrt (ONNX Runtime)
+    provider: str = "auto"  # auto | cpu | cuda | tensorrt (ONNX Runtime) | openvino[:DEVICE]
     threads: int | None = None  # intra-op threads; None = the backend's default
     allow_fallback: bool = False  # an explicit provider may land elsewhere (with a notice)
     spinning: bool = False  # ORT's busy-waiting threads: off, they starve capture on small CPUs
     verbose: bool = False  # the backend's own log output
-    precision: str = "auto"  # backends that choose their own precision may be told which
+    precision: str = "auto"  # auto | f32 | bf16 | f16: for backends that choose their own precision
     provider_options: dict[str, str] = field(default_factory=dict)  # passed to the provider as given
+    device_id: int | None = None  # GPU index for CUDA / TensorRT
+    fp16: bool = False  # TensorRT: allow fp16 kernels (automatic for an fp16 export)
+    fast_start: bool = False  # CUDA: heuristic cuDNN algorithm search instead of exhaustive
+    cache_dir: str | None = None  # TensorRT engine/timing caches (default: the per-user cache)
+    batch_sizes: tuple[int, ...] = ()  # batch sizes the command will run (TensorRT profiles)
+    seq_lens: tuple[int, ...] = ()  # sequence lengths the command will run (text models)
+    io_binding: bool = True  # CUDA / TensorRT: device-resident inputs and outputs
 
 
 class Engine(ABC):
@@ -101,13 +111,25 @@ def provider_choices() -> tuple[str, ...]:
     return tuple(BACKENDS)
 
 
+def normalize_provider(text: str) -> str:
+    """``"CUDA"`` -> ``"cuda"``, ``"openvino:gpu"`` -> ``"openvino:GPU"``; raises ``ValueError``
+    for an unknown family or a device suffix on a family that takes none."""
+    family, sep, device = text.strip().partition(":")
+    family = family.lower()
+    if family not in BACKENDS or (sep and (family not in DEVICE_FAMILIES or not device.strip())):
+        raise ValueError(f"provider {text!r}: expected one of {', '.join(BACKENDS)} "
+                         f"(openvino:CPU, openvino:GPU, openvino:NPU or openvino:AUTO for a device)")
+    return f"{family}:{device.strip().upper()}" if sep else family
+
+
 def open_engine(path: str | os.PathLike[str], options: EngineOptions | None = None, **kwargs: Any) -> Engine:
     """Open ``path`` on the backend that ``options.provider`` names (keywords build the options)."""
     opts = options or EngineOptions(**kwargs)
-    family = provider_family(opts.provider)
-    target = BACKENDS.get(family)
-    if target is None:
-        raise InputError(f"provider {opts.provider!r}: expected one of {', '.join(BACKENDS)}")
+    try:
+        provider = normalize_provider(opts.provider)
+    except ValueError as exc:
+        raise InputError(str(exc)) from None
+    target = BACKENDS[provider_family(provider)]
     module, _, function = target.partition(":")
     opener = getattr(importlib.import_module(module), function)
     return opener(Path(path), opts)

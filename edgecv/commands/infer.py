@@ -8,8 +8,13 @@ from typing import Any
 
 import click
 
-from edgecv.commands.options import preprocess_options, preprocess_overrides
-from edgecv.runtimes.session import PROVIDER_CHOICES
+from edgecv.commands.options import (
+    ProviderType,
+    backend_options,
+    engine_fields,
+    preprocess_options,
+    preprocess_overrides,
+)
 
 EXAMPLES = """
 \b
@@ -62,6 +67,21 @@ class InferOptions:
     retries: int = 5
     quiet: bool = False
     verbose: bool = False
+    # GPU / OpenVINO backend options (see edgecv.commands.options.backend_options)
+    device_id: int | None = None
+    fp16: bool = False
+    fast_start: bool = False
+    cache_dir: str | None = None
+    provider_option: tuple[str, ...] = ()
+    precision: str = "auto"
+
+    def engine_options(self) -> Any:
+        """How to open the model's engine: provider, threads and the backend options."""
+        from edgecv.runtimes.engine import EngineOptions
+
+        return EngineOptions(provider=self.provider, threads=self.threads, verbose=self.verbose,
+                             allow_fallback=self.allow_fallback, batch_sizes=(self.batch_size,),
+                             **engine_fields(self.__dict__))
 
     def text_items(self) -> list[str]:
         """``--text`` values, then every non-empty line of ``--text-file``; an empty ``--text``
@@ -136,8 +156,9 @@ def check_outputs(opts: InferOptions) -> None:
 @click.option("--text", "texts", multiple=True, help="Text to classify (repeatable).")
 @click.option("--text-file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Classify each non-empty line of this file.")
-@click.option("--provider", type=click.Choice(PROVIDER_CHOICES), default="auto", show_default=True,
-              help="Execution provider; auto uses CUDA only if the session really gets it.")
+@click.option("--provider", type=ProviderType(), default="auto", show_default=True,
+              help="auto, cpu, cuda, tensorrt (ONNX Runtime; auto uses CUDA only if the session really gets it) "
+                   "or openvino[:CPU|GPU|NPU|AUTO].")
 @click.option("--allow-fallback", is_flag=True, help="Let an explicit --provider fall back to CPU.")
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="ONNX Runtime intra-op threads.")
 @click.option("--top-k", "top_k", type=click.IntRange(min=1), default=5, show_default=True)
@@ -163,6 +184,7 @@ def check_outputs(opts: InferOptions) -> None:
               help="Stream reconnect attempts (back-off 0.5 s doubling to 8 s) before exit 1.")
 @click.option("--quiet", "-q", is_flag=True, help="Only the summary, no per-image lines.")
 @click.option("--verbose", is_flag=True, help="Show ONNX Runtime's, OpenCV's and FFmpeg's own log.")
+@backend_options()
 def infer(**params: Any) -> None:
     """Classify images, folders, video, cameras, streams or text with an .onnx model.
 
@@ -181,8 +203,7 @@ def infer(**params: Any) -> None:
     if modes != 1:
         raise click.UsageError("give exactly one of: INPUTS (images/folders/video/URL), --camera N, --text/--text-file")
     check_outputs(opts)
-    clf = load(opts.model, provider=opts.provider, threads=opts.threads, verbose=opts.verbose,
-               allow_fallback=opts.allow_fallback, labels=opts.labels, **opts.preprocess_overrides())
+    clf = load(opts.model, engine=opts.engine_options(), labels=opts.labels, **opts.preprocess_overrides())
     for notice in clf.engine.notices:
         click.echo(notice, err=True)
     click.echo(clf.describe(), file=opts.out)

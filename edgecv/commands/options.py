@@ -17,8 +17,9 @@ class CommaList(click.ParamType):
 
     def __init__(self, convert: Callable[[str], Any] = int, *, example: str, minimum: float | None = None,
                  choices: Sequence[str] | None = None, lengths: Sequence[int] | None = None,
-                 separators: str = ",") -> None:
+                 separators: str = ",", what: str | None = None) -> None:
         self.convert_item = convert
+        self.what = what  # plural noun for the message when ``convert`` is a validating function
         self.example = example
         self.minimum = minimum
         self.choices = tuple(choices) if choices else None
@@ -48,7 +49,7 @@ class CommaList(click.ParamType):
     def _expected(self) -> str:
         if self.choices:
             return "comma-separated values from " + ", ".join(self.choices)
-        kind = {int: "integers", float: "numbers"}.get(self.convert_item, "values")
+        kind = {int: "integers", float: "numbers"}.get(self.convert_item, self.what or "values")
         if self.minimum == 1 and self.convert_item is int:
             kind = "positive integers"
         counts = f"{' or '.join(map(str, self.lengths))} " if self.lengths else ""
@@ -103,3 +104,60 @@ def preprocess_overrides(params: dict[str, Any]) -> dict[str, Any]:
         if params.get(key):
             out[key] = True
     return out
+
+
+class ProviderType(click.ParamType):
+    """``--provider``: a backend family (auto, cpu, cuda, tensorrt, openvino) with an optional
+    device (``openvino:GPU``); validated by the runtime's own list of backends."""
+
+    name = "provider"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        from edgecv.runtimes.engine import normalize_provider
+
+        try:
+            return normalize_provider(str(value))
+        except ValueError as exc:
+            self.fail(str(exc).removeprefix(f"provider {value!r}: "), param, ctx)
+
+
+def _key_value(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise click.BadParameter(f"{text!r}: expected KEY=VALUE, e.g. trt_max_workspace_size=2147483648",
+                                 param_hint="--provider-option")
+    return key.strip(), value.strip()
+
+
+def backend_options() -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """GPU / OpenVINO options shared by ``infer``, ``profile`` and ``val`` (the runtime decides
+    what each means for the backend that runs; see ``EngineOptions``)."""
+    options = [
+        click.option("--device", "device_id", type=click.IntRange(min=0), default=None, metavar="N",
+                     help="GPU index for --provider cuda / tensorrt [default: 0]."),
+        click.option("--fp16", is_flag=True, help="TensorRT: build fp16 kernels (automatic for an fp16 export)."),
+        click.option("--fast-start", is_flag=True,
+                     help="CUDA: heuristic cuDNN algorithm search (fast first run) instead of exhaustive "
+                          "(best throughput)."),
+        click.option("--cache-dir", default=None, metavar="DIR",
+                     help="TensorRT engine and timing caches [default: $EDGECV_CACHE_DIR or the per-user cache]."),
+        click.option("--provider-option", "provider_option", multiple=True, metavar="KEY=VALUE",
+                     help="Passed to the execution provider as given (repeatable)."),
+        click.option("--precision", type=click.Choice(["auto", "f32", "bf16", "f16"]), default="auto",
+                     show_default=True, help="OpenVINO inference precision (auto = the device's default)."),
+    ]
+
+    def apply(command: Callable[..., Any]) -> Callable[..., Any]:
+        for option in reversed(options):
+            command = option(command)
+        return command
+
+    return apply
+
+
+def engine_fields(params: dict[str, Any]) -> dict[str, Any]:
+    """The :func:`backend_options` values as ``EngineOptions`` keyword arguments."""
+    return {"device_id": params.get("device_id"), "fp16": bool(params.get("fp16")),
+            "fast_start": bool(params.get("fast_start")), "cache_dir": params.get("cache_dir"),
+            "provider_options": dict(_key_value(t) for t in params.get("provider_option") or ()),
+            "precision": params.get("precision") or "auto"}

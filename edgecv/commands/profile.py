@@ -6,16 +6,17 @@ from typing import Any
 
 import click
 
-from edgecv.commands.options import CommaList
-from edgecv.runtimes.session import PROVIDER_CHOICES
+from edgecv.commands.options import CommaList, backend_options, engine_fields
+from edgecv.runtimes.engine import normalize_provider
 
 _POSITIVE = {"convert": int, "minimum": 1}
 
 
 @click.command("profile", context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("models", nargs=-1, required=True, metavar="MODEL.onnx [MORE.onnx ...]")
-@click.option("--provider", default="auto", show_default=True, type=CommaList(str, choices=PROVIDER_CHOICES, example="cpu,cuda"),
-              help="Comma-separated providers to sweep: auto, cpu, cuda, tensorrt.")
+@click.option("--provider", default="auto", show_default=True,
+              type=CommaList(normalize_provider, example="cpu,openvino", what="providers"),
+              help="Comma-separated providers to sweep: auto, cpu, cuda, tensorrt, openvino[:DEVICE].")
 @click.option("--batch", default="1", show_default=True, type=CommaList(**_POSITIVE, example="1,8,32"), help="Comma-separated batch sizes, e.g. 1,8,32.")
 @click.option("--threads", default=None, type=CommaList(**_POSITIVE, example="1,2,4"), help="Comma-separated intra-op thread counts [default: usable cores].")
 @click.option("--seq-len", default=None, type=CommaList(**_POSITIVE, example="16,64,256"), help="Text models: comma-separated sequence lengths, e.g. 16,64,256 (lengths above the model's maximum are skipped with a notice).")
@@ -40,12 +41,13 @@ _POSITIVE = {"convert": int, "minimum": 1}
               help="Let ONNX Runtime's intra-op threads spin between runs (its default; lowest latency). "
                    "'edgecv infer' turns spinning off so capture threads keep a core.")
 @click.option("--verbose", is_flag=True, help="Show ONNX Runtime's own log output.")
+@backend_options()
 def profile(models: tuple[str, ...], provider: list[str], batch: list[int], threads: list[int] | None,
             seq_len: list[int] | None,
             shapes: tuple[str, ...], warmup: int, runs: int | None, duration: float | None, ops: bool, top: int,
             torch_ckpt: str | None, opencv: bool, pipeline: str | None, peak: str, json_out: str | None,
             csv_out: str | None, md_out: str | None, plot_out: str | None, assert_p99_ms: float | None,
-            spinning: bool, verbose: bool) -> None:
+            spinning: bool, verbose: bool, **backend: Any) -> None:
     """Measure latency of MODEL.onnx on this device: cold start, p50/p90/p99, throughput.
 
     Several files (e.g. fp32 / int8 exports) are compared side by side with ratios to the first;
@@ -64,6 +66,7 @@ def profile(models: tuple[str, ...], provider: list[str], batch: list[int], thre
       edgecv profile foreign.onnx --shape input=1,3,224,224
     """
     from edgecv.hardware import usable_cores
+    from edgecv.runtimes.engine import EngineOptions
     from edgecv.runtimes.profiling.job import ProfileOptions, check_p99, run_profile
     from edgecv.runtimes.profiling.sweep import parse_shapes
 
@@ -76,7 +79,8 @@ def profile(models: tuple[str, ...], provider: list[str], batch: list[int], thre
         models=list(models), providers=provider, batches=batch, threads=threads or [usable_cores()],
         seq_lens=seq_len or [None], shapes=parse_shapes(shapes),
         warmup=warmup, runs=runs, duration_s=duration, ops=ops, top=top, baselines=_eager_baselines(torch_ckpt, models[0]),
-        opencv=opencv, pipeline=pipeline, peak=peak, spinning=spinning, verbose=verbose)
+        opencv=opencv, pipeline=pipeline, peak=peak, spinning=spinning, verbose=verbose,
+        engine=EngineOptions(**engine_fields(backend)))
     to_stdout = json_out == "-"
     say = _progress(quiet=to_stdout)
     result = run_profile(opts, progress=say)

@@ -35,6 +35,19 @@ class ProfileOptions:
     # deployment gets. ``edgecv infer``'s stream loop turns it off (it starves capture threads).
     spinning: bool = True
     verbose: bool = False
+    # backend options (GPU index, TensorRT caches and fp16, OpenVINO precision, provider options);
+    # provider and threads are swept, spinning and verbose come from the fields above
+    engine: Any = None  # EngineOptions
+
+    def engine_template(self) -> Any:
+        """The ``EngineOptions`` every configuration starts from (with the sweep's batch sizes and
+        sequence lengths, which TensorRT's optimisation profiles must cover)."""
+        from dataclasses import replace
+
+        from edgecv.runtimes.engine import EngineOptions
+
+        return replace(self.engine or EngineOptions(), spinning=self.spinning, verbose=self.verbose,
+                       batch_sizes=tuple(self.batches), seq_lens=tuple(s for s in self.seq_lens if s))
 
 
 @dataclass
@@ -68,7 +81,8 @@ def run_profile(opts: ProfileOptions, *, progress: Callable[[str], None] | None 
     notices: list[str] = []
     measured, failed = sweep.run_sweep(configs, warmup=opts.warmup, runs=opts.runs, duration_s=opts.duration_s,
                                        shapes=opts.shapes, verbose=opts.verbose, notices=notices,
-                                       spinning=opts.spinning, progress=lambda cfg: say(cfg.label))
+                                       spinning=opts.spinning, progress=lambda cfg: say(cfg.label),
+                                       engine_options=opts.engine_template())
     skipped += failed
     if not measured:
         raise sweep.nothing_measured(skipped)
@@ -116,8 +130,9 @@ def _baselines(opts: ProfileOptions, configs: Sequence[sweep.Config], notices: l
 def _handed_in(baseline: Any, cfg: sweep.Config, opts: ProfileOptions,
                notices: list[str]) -> sweep.ProfileResult | None:
     """One handed-in baseline row; a failure is a notice (its runtime is not ours to judge)."""
-    from edgecv.errors import short_message
     from edgecv.runtimes.profiling import baselines
+
+    from edgecv.errors import short_message
 
     feeds = sweep.synthesize_inputs(cfg.model, batch=cfg.batch, seq_len=cfg.seq_len, shapes=opts.shapes)
     try:

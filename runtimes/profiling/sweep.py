@@ -302,13 +302,17 @@ class ProfileResult:
 
 def profile_config(cfg: Config, *, warmup: int, runs: int | None, duration_s: float | None,
                    shapes: dict[str, list[int]] | None = None, verbose: bool = False,
-                   notices: list[str] | None = None, spinning: bool = True) -> ProfileResult:
-    """Fresh engine per configuration, so each one's cold start is honest."""
+                   notices: list[str] | None = None, spinning: bool = True,
+                   engine_options: Any = None) -> ProfileResult:
+    """Fresh engine per configuration, so each one's cold start is honest. ``engine_options``
+    (an ``EngineOptions``) carries the backend options; provider and threads come from ``cfg``."""
+    from dataclasses import replace
+
     from edgecv.runtimes.engine import EngineOptions, open_engine
 
     feeds = synthesize_inputs(cfg.model, batch=cfg.batch, seq_len=cfg.seq_len, shapes=shapes)
-    engine = open_engine(cfg.model.path, EngineOptions(provider=cfg.provider, threads=cfg.threads,
-                                                       verbose=verbose, spinning=spinning))
+    base = engine_options or EngineOptions(verbose=verbose, spinning=spinning)
+    engine = open_engine(cfg.model.path, replace(base, provider=cfg.provider, threads=cfg.threads))
     if notices is not None:
         notices.extend(n for n in engine.notices if n not in notices)
     fn = engine.runner(feeds)
@@ -351,7 +355,7 @@ def seq_of(info: ModelInfo, feeds: dict[str, np.ndarray]) -> int | None:
 def run_sweep(configs: Sequence[Config], *, warmup: int, runs: int | None, duration_s: float | None,
               shapes: dict[str, list[int]] | None = None, verbose: bool = False,
               notices: list[str] | None = None, spinning: bool = True,
-              progress: Callable[[Config], None] | None = None
+              progress: Callable[[Config], None] | None = None, engine_options: Any = None
               ) -> tuple[list[tuple[Config, ProfileResult]], list[Skipped]]:
     """Profile every configuration in order (models stay grouped for side-by-side ratios);
     one whose session creation or first run fails is skipped with its reason, never fatal."""
@@ -362,7 +366,8 @@ def run_sweep(configs: Sequence[Config], *, warmup: int, runs: int | None, durat
             progress(cfg)
         try:
             result = profile_config(cfg, warmup=warmup, runs=runs, duration_s=duration_s, shapes=shapes,
-                                    verbose=verbose, notices=notices, spinning=spinning)
+                                    verbose=verbose, notices=notices, spinning=spinning,
+                                    engine_options=engine_options)
         except EdgecvError as exc:
             skipped.append(Skipped(cfg, exc))
         else:
