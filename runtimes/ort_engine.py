@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
-
 from edgecv.runtimes.engine import Engine, EngineOptions, OutputInfo
 from edgecv.runtimes.inputs import InputInfo
 from edgecv.runtimes.session import SessionInfo, create_session
