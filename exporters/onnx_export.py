@@ -21,12 +21,15 @@ the deprecation and tracer warnings are silenced for users: the checks that foll
 decide whether the graph generalises, and a wall of torch warnings is noise next to them.
 
 Large models: protobuf cannot hold more than 2 GB, so graphs whose weights exceed
-``EXTERNAL_DATA_THRESHOLD`` are saved with the weights in ``<name>.data`` beside the model.
+``EXTERNAL_DATA_THRESHOLD`` are saved with the weights in ``<name>.<hash12>.data`` beside the
+model (a content-named file, so a crash mid-save never pairs a model with another save's weights;
+see :func:`save_onnx`).
 """
 from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import tempfile
 import warnings
@@ -34,6 +37,7 @@ from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 from edgecv.errors import InputError, ModelError, short_message
+from edgecv.io import fsync_dir
 
 EXPORTERS = ("torchscript", "dynamo")
 # Opsets each exporter writes directly (13: per-channel QuantizeLinear axis; 20: torchscript max).
@@ -146,33 +150,87 @@ def check_opset(opset: int, *, exporter: str = "torchscript") -> int:
 
 def save_onnx(model: Any, path: str | os.PathLike[str], *,
               threshold: int | None = None) -> Path:
-    """Write an ``onnx.ModelProto`` atomically; weights go to ``<name>.data`` beyond the threshold.
+    """Write an ``onnx.ModelProto`` atomically; weights go to an external data file beyond the
+    threshold.
 
-    Both files are first written to a scratch folder beside ``path`` and renamed into place (data
-    file first), so a reader never sees a model whose external data is missing or stale.
+    The data file is named after its content, ``<model>.<sha256[:12]>.data``, and the model
+    refers to it by that name. Write order: the new data file appears beside the old one (the
+    old model still reads its own file), then the model is renamed into place, and only then are
+    this model's other data files removed. A crash at any point therefore leaves a model whose
+    data file is the one it was saved with: the old pair, or the new pair (plus, at worst, an
+    unreferenced leftover that the next save removes).
     """
+    dest = Path(path)
+    limit = EXTERNAL_DATA_THRESHOLD if threshold is None else threshold
+    with scratch_dir(dest) as scratch:
+        tmp_model = scratch / dest.name
+        keep: str | None = None
+        if weights_nbytes(model) > limit:
+            keep = _write_external(model, tmp_model)
+            _fsync(scratch / keep)
+            os.replace(scratch / keep, dest.parent / keep)  # new name: the old pair is untouched
+        else:
+            tmp_model.write_bytes(model.SerializeToString())
+        _fsync(tmp_model)
+        fsync_dir(dest.parent)
+        os.replace(tmp_model, dest)  # the switch from the old pair to the new one
+        fsync_dir(dest.parent)
+    for stale in _data_files(dest):
+        if stale.name != keep:
+            stale.unlink(missing_ok=True)
+    return dest
+
+
+def _write_external(model: Any, tmp_model: Path) -> str:
+    """Save ``model`` to ``tmp_model`` with its weights in one data file beside it, named after
+    the weights' content; returns that file name."""
+    import hashlib
+
     import onnx
     from onnx import external_data_helper as ext
 
-    dest = Path(path)
-    limit = EXTERNAL_DATA_THRESHOLD if threshold is None else threshold
-    data_name = dest.name + ".data"
-    with scratch_dir(dest) as scratch:
-        tmp_model = scratch / dest.name
-        if weights_nbytes(model) > limit:
-            ext.convert_model_to_external_data(model, all_tensors_to_one_file=True,
-                                               location=data_name, size_threshold=1024)
-            onnx.save_model(model, str(tmp_model))  # also writes scratch/<data_name>
-            _fsync(scratch / data_name)
-            os.replace(scratch / data_name, dest.parent / data_name)
-        else:
-            tmp_model.write_bytes(model.SerializeToString())
-            stale = dest.parent / data_name
-            if stale.exists() and not _any_external(model):
-                stale.unlink()
-        _fsync(tmp_model)
-        os.replace(tmp_model, dest)
-    return dest
+    staging = f"{tmp_model.name}.weights.data"
+    ext.convert_model_to_external_data(model, all_tensors_to_one_file=True, location=staging,
+                                       size_threshold=1024)
+    onnx.save_model(model, str(tmp_model))  # also writes tmp_model.parent/<staging>
+    digest = hashlib.sha256()
+    with open(tmp_model.parent / staging, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    name = f"{tmp_model.name}.{digest.hexdigest()[:12]}.data"
+    os.replace(tmp_model.parent / staging, tmp_model.parent / name)
+    for tensor in _external_tensors(model):
+        for entry in tensor.external_data:
+            if entry.key == "location":
+                entry.value = name
+    tmp_model.write_bytes(model.SerializeToString())  # the weights now live only in the data file
+    return name
+
+
+def _data_files(dest: Path) -> list[Path]:
+    """Every external data file a save of ``dest`` may have written: ``<name>.<hash12>.data``
+    and the older fixed name ``<name>.data``."""
+    pattern = re.compile(re.escape(dest.name) + r"(\.[0-9a-f]{12})?\.data")
+    if not dest.parent.is_dir():
+        return []
+    return sorted(p for p in dest.parent.iterdir() if pattern.fullmatch(p.name))
+
+
+def _external_tensors(model: Any) -> Iterator[Any]:
+    """Initializers and tensor attributes stored as external data, subgraphs included."""
+    from onnx import external_data_helper as ext
+
+    def graph_tensors(graph: Any) -> Iterator[Any]:
+        yield from graph.initializer
+        for node in graph.node:
+            for attr in node.attribute:
+                if attr.HasField("t"):
+                    yield attr.t
+                yield from attr.tensors
+                for sub in ([attr.g] if attr.HasField("g") else []) + list(attr.graphs):
+                    yield from graph_tensors(sub)
+
+    return (t for t in graph_tensors(model.graph) if ext.uses_external_data(t))
 
 
 def weights_nbytes(model: Any) -> int:
@@ -188,13 +246,29 @@ def weights_nbytes(model: Any) -> int:
 
 
 def model_files(path: str | os.PathLike[str]) -> list[Path]:
-    """The model file plus its external-data file, if any (for sizes and clean-up)."""
+    """The model file plus the external data files it refers to (for sizes and clean-up). The
+    names are read from the model itself (weights not loaded), so a leftover data file of an
+    earlier save is never counted as this model's."""
     p = Path(path)
-    data = p.with_name(p.name + ".data")
-    return [p, data] if data.exists() else [p]
+    files = [p]
+    if not p.is_file():
+        return files
+    import onnx
+
+    try:
+        model = onnx.load(str(p), load_external_data=False)
+    except Exception:  # not a readable model: only the file itself
+        return files
+    for tensor in _external_tensors(model):
+        location = next((e.value for e in tensor.external_data if e.key == "location"), None)
+        data = p.parent / location if location else None
+        if data is not None and data.exists() and data not in files:
+            files.append(data)
+    return files
 
 
 def file_size(path: str | os.PathLike[str]) -> int:
+    """Bytes on disk of a model and its external data."""
     return sum(f.stat().st_size for f in model_files(path) if f.exists())
 
 
@@ -275,12 +349,6 @@ def scratch_dir(dest: Path) -> Iterator[Path]:
 def _fsync(path: Path) -> None:
     with open(path, "rb+") as handle:
         os.fsync(handle.fileno())
-
-
-def _any_external(model: Any) -> bool:
-    from onnx import external_data_helper as ext
-
-    return any(ext.uses_external_data(t) for t in model.graph.initializer)
 
 
 def _vocab_size(model: Any) -> int | None:

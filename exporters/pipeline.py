@@ -2,8 +2,9 @@
 
 Order of work, chosen so that bad input fails before anything is written:
 
-1. check options (output path, opset, ``--int8`` needs ``--data`` for image models) and pick the
-   parity and calibration samples (``--data``, else random inputs, said so);
+1. check options (every output path writable, opset, ``--int8`` needs ``--data`` for image models)
+   and pick the parity and calibration samples: ``--data`` (never the same sample for both;
+   ``DIR/val`` and ``DIR/train`` when it has them), else random inputs, said so;
 2. run the PyTorch model once over the parity samples: the reference for every stage;
 3. export and verify fp32 at batch 1 and 3 (and two sequence lengths for text); simplify and keep
    the simplified graph only if it passes the same check; then fp16 / int8 copies, each verified;
@@ -33,9 +34,10 @@ from edgecv.exporters.onnx_export import (
 )
 from edgecv.exporters.samples import (
     SampleSet,
+    SampleSplit,
     describe_source,
-    find_samples,
     random_samples,
+    split_samples,
 )
 from edgecv.exporters.source import ExportSource
 from edgecv.exporters.stages import (
@@ -50,6 +52,7 @@ from edgecv.exporters.stages import (
 from edgecv.exporters.verify import FP32_ATOL, FP32_RTOL, Reference, torch_reference
 
 from edgecv.errors import InputError
+from edgecv.io import check_writable
 
 
 @dataclass
@@ -99,6 +102,8 @@ class ExportReport:
     stages: list[StageReport]
     warnings: list[str]
     passed: bool
+    # where the parity and the int8 calibration samples came from, and how many (never the same ones)
+    data_split: dict[str, Any] = field(default_factory=dict)
 
     def stage(self, name: str) -> StageReport | None:
         """The row of one stage ("fp32", "simplified", "fp16", "int8"), or None if it did not run."""
@@ -112,7 +117,8 @@ class ExportReport:
     def to_dict(self) -> dict[str, Any]:
         return {"output": str(self.output), "report": str(self.report_path), "task": self.task,
                 "architecture": self.architecture, "samples": self.samples, "passed": self.passed,
-                "warnings": self.warnings, "stages": [s.to_dict() for s in self.stages]}
+                "warnings": self.warnings, "data_split": self.data_split,
+                "stages": [s.to_dict() for s in self.stages]}
 
 
 def output_paths(output: Path) -> dict[str, Path]:
@@ -129,6 +135,7 @@ def check_options(source: ExportSource, opts: ExportOptions) -> None:
         raise InputError(f"-o {out}: is a directory; expected a file path such as {out / 'model.onnx'}")
     if out.exists() and not out.is_file():
         raise InputError(f"-o {out}: exists and is not a regular file")
+    check_destinations(opts)
     check_opset(opts.opset, exporter=opts.exporter)
     if opts.calib_size < 1:
         raise InputError(f"--calib-size {opts.calib_size}: expected >= 1")
@@ -137,6 +144,16 @@ def check_options(source: ExportSource, opts: ExportOptions) -> None:
                          "(a folder of representative images, a few hundred are enough)")
     if opts.data is not None and not Path(opts.data).exists():
         raise InputError(f"--data {opts.data}: not found (expected an image folder or a .csv/.tsv/.jsonl file)")
+
+
+def check_destinations(opts: ExportOptions) -> None:
+    """Every file the export will write can be written (a read-only or impossible location, a
+    folder in the way of a sibling such as ``model.export.json``): checked before the model is
+    exported, so nothing is half-written and no work is lost at the final rename."""
+    paths = output_paths(Path(opts.output))
+    wanted = ["fp32", "report"] + [name for name, asked in (("fp16", opts.fp16), ("int8", opts.int8)) if asked]
+    for name in wanted:
+        check_writable(paths[name], option="-o")
 
 
 def run_export(source: ExportSource, opts: ExportOptions, *,
@@ -148,8 +165,8 @@ def run_export(source: ExportSource, opts: ExportOptions, *,
     say = progress or _quiet
     check_options(source, opts)
     paths = output_paths(Path(opts.output))
-    samples = _parity_samples(source, opts)
-    calib = _calibration_samples(source, opts)
+    split = _samples(source, opts)
+    samples, calib = split.parity, split.calibration
     attention = opts.attention and source.task == "text" and supports_attention(source.model)
     reference = _torch_reference(source, samples, attention=attention, say=say)
     with scratch_dir(paths["fp32"]) as scratch:
@@ -158,7 +175,7 @@ def run_export(source: ExportSource, opts: ExportOptions, *,
                         fp32_atol=FP32_ATOL, fp32_rtol=FP32_RTOL)
         outcomes = _run_stages(run, opts)
         write_files(run, outcomes)
-    report = _build_report(source, samples, paths, outcomes)
+    report = _build_report(source, split, paths, outcomes)
     from edgecv.io import write_json_atomic
 
     write_json_atomic(paths["report"], report.to_dict())
@@ -169,23 +186,17 @@ def _quiet(_message: str) -> None:
     return None
 
 
-def _parity_samples(source: ExportSource, opts: ExportOptions) -> SampleSet:
-    """``--verify-size`` samples from ``--data``, else 20 random inputs (the report says so)."""
+def _samples(source: ExportSource, opts: ExportOptions) -> SampleSplit:
+    """Parity samples (``--verify-size`` from ``--data``, else 20 random inputs, which the report
+    says) and, for static int8 of an image model, calibration images that are none of them."""
+    calibrate = opts.int8 and source.task == "image"
     if opts.data is not None:
-        return find_samples(opts.data, task=source.task, labels=source.labels, limit=opts.verify_size,
-                            seed=opts.seed)
+        return split_samples(opts.data, task=source.task, labels=source.labels, verify_size=opts.verify_size,
+                             calib_size=opts.calib_size if calibrate else None, seed=opts.seed)
     vocab = source.tokenizer.vocab_size if source.tokenizer is not None else 100
     seq = min(12, source.max_len or 12)
-    return random_samples(task=source.task, n=20, input_shape=source.input_shape, vocab_size=vocab,
-                          seq_len=seq, seed=opts.seed)
-
-
-def _calibration_samples(source: ExportSource, opts: ExportOptions) -> SampleSet | None:
-    """Static int8 needs representative images; text models quantize dynamically (no samples)."""
-    if not (opts.int8 and source.task == "image"):
-        return None
-    return find_samples(opts.data, task="image", labels=source.labels, limit=opts.calib_size,
-                        seed=opts.seed + 1)
+    return SampleSplit(random_samples(task=source.task, n=20, input_shape=source.input_shape, vocab_size=vocab,
+                                      seq_len=seq, seed=opts.seed))
 
 
 def _torch_reference(source: ExportSource, samples: SampleSet, *, attention: bool,
@@ -216,11 +227,12 @@ def _run_stages(run: ExportRun, opts: ExportOptions) -> list[StageOutcome]:
     return [fp32, simplified, *(reduced_stage(run, stage, main.graph) for stage in wanted)]
 
 
-def _build_report(source: ExportSource, samples: SampleSet, paths: dict[str, Path],
+def _build_report(source: ExportSource, split: SampleSplit, paths: dict[str, Path],
                   outcomes: list[StageOutcome]) -> ExportReport:
+    samples = split.parity
     fp32_size = file_size(paths["fp32"])
     stages = [_stage_row(outcome, fp32_size) for outcome in outcomes]
-    warnings = list(source.warnings)
+    warnings = list(source.warnings) + list(split.notes)
     if not samples.real:
         warnings.append("parity measured on random inputs (no --data given); pass --data for real samples")
     warnings += _stage_warnings(stages)
@@ -234,7 +246,7 @@ def _build_report(source: ExportSource, samples: SampleSet, paths: dict[str, Pat
     passed = all(row.status not in ("failed", "error") for row in stages)
     return ExportReport(output=paths["fp32"], report_path=paths["report"], task=source.task,
                         architecture=source.architecture, samples=describe_source(samples),
-                        stages=stages, warnings=warnings, passed=passed)
+                        stages=stages, warnings=warnings, passed=passed, data_split=split.describe())
 
 
 def _stage_row(outcome: StageOutcome, fp32_size: int) -> StageReport:
@@ -262,4 +274,5 @@ def _stage_warnings(stages: list[StageReport]) -> list[str]:
             warnings.append(f"{row.stage}: {row.parity['warning']}")
         if row.status in ("failed", "error") and row.stage in REDUCED:
             warnings.append(f"{row.stage} FAILED: {row.note}")
+        warnings += [f"{row.stage}: {w}" for w in row.details.get("warnings", [])]
     return warnings

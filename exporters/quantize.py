@@ -129,11 +129,12 @@ def quantize_int8_static(src: str | os.PathLike[str], dst: str | os.PathLike[str
                         reduce_range=reduce, activation_type=QuantType.QUInt8,
                         weight_type=QuantType.QInt8, calibrate_method=CalibrationMethod.MinMax)
 
-    dest = _quantize_with(src, dst, run, kind="static")
+    dest, notes = _quantize_with(src, dst, run, kind="static")
     return {"path": str(dest), "seconds": time.perf_counter() - start, "method": "static",
             "format": "QDQ", "per_channel": per_channel, "reduce_range": reduce,
             "activations": "uint8", "weights": "int8", "calibration": "minmax",
-            "calibration_samples": len(samples), "vnni": cpu_has_vnni()}
+            "calibration_samples": len(samples), "calibration_source": samples.source,
+            "vnni": cpu_has_vnni(), "warnings": notes}
 
 
 def quantize_int8_dynamic(src: str | os.PathLike[str], dst: str | os.PathLike[str], *,
@@ -148,19 +149,21 @@ def quantize_int8_dynamic(src: str | os.PathLike[str], dst: str | os.PathLike[st
         quantize_dynamic(str(prepared), str(out), per_channel=per_channel, reduce_range=reduce,
                          weight_type=QuantType.QInt8)
 
-    dest = _quantize_with(src, dst, run, kind="dynamic")
+    dest, notes = _quantize_with(src, dst, run, kind="dynamic")
     return {"path": str(dest), "seconds": time.perf_counter() - start, "method": "dynamic",
             "per_channel": per_channel, "reduce_range": reduce, "weights": "int8",
-            "vnni": cpu_has_vnni()}
+            "vnni": cpu_has_vnni(), "warnings": notes}
 
 
 def _quantize_with(src: str | os.PathLike[str], dst: str | os.PathLike[str],
-                   run: Callable[[Path, Path], None], *, kind: str) -> Path:
+                   run: Callable[[Path, Path], None], *, kind: str) -> tuple[Path, list[str]]:
     """Shared scaffold of both int8 modes: pre-process into a scratch folder, quantize there with
-    ``run(prepared, out)``, then copy the result into place (never half-written)."""
+    ``run(prepared, out)``, then copy the result into place (never half-written). Returns the
+    written path and warnings (a failed pre-processing step)."""
     dest = Path(dst)
+    notes: list[str] = []
     with scratch_dir(dest) as scratch, _quiet_quantization():
-        prepared = _pre_process(src, scratch / "prepared.onnx")
+        prepared = _pre_process(src, scratch / "prepared.onnx", notes)
         out = scratch / "int8.onnx"
         try:
             run(prepared, out)
@@ -169,19 +172,44 @@ def _quantize_with(src: str | os.PathLike[str], dst: str | os.PathLike[str],
         except Exception as exc:
             raise ModelError(f"{src}: {kind} int8 quantization failed ({short_message(exc)})") from None
         _save_copy(out, dest)
-    return dest
+    return dest, notes
 
 
-def _pre_process(src: str | os.PathLike[str], out: Path) -> Path:
-    """ORT's recommended pre-processing (shape inference + graph optimisation) before quantizing;
-    on failure quantize the model as it is (quantization itself then re-checks)."""
+def _pre_process(src: str | os.PathLike[str], out: Path, notes: list[str]) -> Path:
+    """ORT's recommended pre-processing (shape inference + graph optimisation) before quantizing.
+
+    Its symbolic shape inference rejects some graphs (the attention model's reshapes); then the
+    rest of the pre-processing is tried without it, and if that fails too the graph is quantized
+    as exported (the quantizer re-checks it). Either way ``notes`` gets a warning: the int8 file
+    may then be slower or less accurate than usual, which is worth knowing."""
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     try:
         quant_pre_process(os.fspath(src), str(out), skip_symbolic_shape=False)
         return out
-    except Exception:  # symbolic shape inference rejects some graphs; plain quantization still works
+    except Exception as exc:  # any failure here means "do without it", not "give up"
+        symbolic = _reason(exc)
+    try:
+        quant_pre_process(os.fspath(src), str(out), skip_symbolic_shape=True)
+    except Exception as exc:
+        notes.append(f"ONNX Runtime's quantization pre-processing (quant_pre_process) failed, so the graph "
+                     f"was quantized without it ({symbolic}; without symbolic shapes: {_reason(exc)})")
         return Path(src)
+    notes.append(f"ONNX Runtime's quantization pre-processing (quant_pre_process) could not infer symbolic "
+                 f"shapes ({symbolic}); the graph was pre-processed without them")
+    return out
+
+
+def _reason(exc: BaseException) -> str:
+    """A one-line reason; a bare ``AssertionError`` also names the function that raised it."""
+    import traceback
+
+    text = short_message(exc, limit=120)
+    if text == type(exc).__name__ and exc.__traceback__ is not None:
+        frames = traceback.extract_tb(exc.__traceback__)
+        if frames:
+            text += f" in {frames[-1].name}"
+    return text
 
 
 def _save_copy(src: Path, dest: Path) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 
@@ -50,6 +50,67 @@ class SampleSet:
         return any(label >= 0 for label in self.labels)
 
 
+@dataclass
+class SampleSplit:
+    """The export's two uses of ``--data``, never sharing a sample: ``parity`` (every stage is
+    compared with PyTorch, and int8 accuracy is measured, on these) and ``calibration`` (the
+    images static int8 takes its activation ranges from; None when nothing is calibrated). int8
+    figures measured on the images it was calibrated on would flatter it."""
+
+    parity: SampleSet
+    calibration: SampleSet | None = None
+    notes: list[str] = field(default_factory=list)  # e.g. fewer samples than asked for
+
+    def describe(self) -> dict[str, Any]:
+        """Counts and sources of both sets, for the export report."""
+        out: dict[str, Any] = {"parity": {"samples": len(self.parity), "source": self.parity.source}}
+        if self.calibration is not None:
+            out["calibration"] = {"samples": len(self.calibration), "source": self.calibration.source,
+                                  "disjoint_from_parity": not set(self.calibration.images) & set(self.parity.images)}
+        return out
+
+
+def split_samples(data: str | os.PathLike[str], *, task: str, labels: Sequence[str], verify_size: int,
+                  calib_size: int | None, seed: int = 0) -> SampleSplit:
+    """Parity samples and (with ``calib_size``) int8 calibration images from ``data``, disjoint.
+
+    With ``data/train`` and ``data/val`` folders, parity comes from val and calibration from train
+    (the split the model was trained with). Otherwise both are drawn from one seeded order of the
+    folder's images without overlap; when the folder holds fewer than ``verify_size +
+    calib_size`` images, calibration gets at most half of them and a note says so."""
+    p = Path(data)
+    if not p.exists():
+        raise InputError(f"--data {p}: not found (expected an image folder or a .csv/.tsv/.jsonl file)")
+    if task == "text" or calib_size is None:
+        root = p / "val" if task == "image" and _has_train_val(p) else p
+        return SampleSplit(find_samples(root, task=task, labels=labels, limit=verify_size, seed=seed))
+    if not p.is_dir():
+        raise InputError(f"--data {p}: expected an image folder for this image model")
+    if _has_train_val(p):
+        return SampleSplit(_image_samples(p / "val", labels=labels, limit=verify_size, seed=seed),
+                           _image_samples(p / "train", labels=labels, limit=calib_size, seed=seed + 1))
+    files = _image_files(p)
+    n_calib, n_parity = calib_size, verify_size
+    notes = []
+    if len(files) < 2:
+        raise InputError(f"--data {p}: int8 needs at least 2 images (calibration and the parity check "
+                         "must use different ones); add images or give DIR/train and DIR/val")
+    if len(files) < verify_size + calib_size:
+        n_calib = min(calib_size, len(files) // 2)
+        n_parity = min(verify_size, len(files) - n_calib)
+        notes.append(f"--data {p} holds {len(files)} images, fewer than --verify-size {verify_size} + "
+                     f"--calib-size {calib_size}: int8 is calibrated on up to {n_calib} of them and every "
+                     f"stage is checked on up to {n_parity} others")
+    order = iter(np.random.default_rng(seed).permutation(len(files)).tolist())
+    parity = _pick_images(p, files, order, labels=labels, limit=n_parity)  # the same order, continued:
+    calib = _pick_images(p, files, order, labels=labels, limit=n_calib)  # never an image twice
+    return SampleSplit(parity, calib, notes)
+
+
+def _has_train_val(root: Path) -> bool:
+    return (root / "train").is_dir() and (root / "val").is_dir()
+
+
 def find_samples(data: str | os.PathLike[str], *, task: str, labels: Sequence[str], limit: int,
                  seed: int = 0) -> SampleSet:
     """Pick up to ``limit`` samples from ``data`` (seeded, spread over classes).
@@ -67,24 +128,37 @@ def find_samples(data: str | os.PathLike[str], *, task: str, labels: Sequence[st
     return _image_samples(p, labels=labels, limit=limit, seed=seed)
 
 
-def _image_samples(root: Path, *, labels: Sequence[str], limit: int, seed: int) -> SampleSet:
-    index = {name: i for i, name in enumerate(labels)}
+def _image_files(root: Path) -> list[Path]:
     files = sorted(f for f in root.rglob("*")
                    if f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS
                    and not any(part.startswith(".") for part in f.relative_to(root).parts))
     if not files:
         raise InputError(f"--data {root}: no image files found (looked for {', '.join(IMAGE_EXTENSIONS)})")
-    order = np.random.default_rng(seed).permutation(len(files))
+    return files
+
+
+def _image_samples(root: Path, *, labels: Sequence[str], limit: int, seed: int) -> SampleSet:
+    files = _image_files(root)
+    order = iter(np.random.default_rng(seed).permutation(len(files)).tolist())
+    return _pick_images(root, files, order, labels=labels, limit=limit)
+
+
+def _pick_images(root: Path, files: list[Path], order: Iterator[int], *, labels: Sequence[str],
+                 limit: int) -> SampleSet:
+    """Take images in ``order`` until ``limit`` decode; ``order`` is consumed, so a second call
+    with the same iterator continues where the first stopped (disjoint sets)."""
+    index = {name: i for i, name in enumerate(labels)}
     chosen, skipped = [], []
-    for i in order:
-        if len(chosen) >= limit:
+    while len(chosen) < limit:
+        i = next(order, None)
+        if i is None:
             break
         f = files[int(i)]
         if _decodes(f):
             chosen.append(f)
         else:
             skipped.append(str(f))
-    if not chosen:
+    if not chosen and limit > 0:
         raise InputError(f"--data {root}: none of the {len(files)} image files could be read")
     # The class is the nearest folder name that is one of the model's labels (DIR/<class>/x.jpg,
     # DIR/val/<class>/x.jpg ...); -1 when no folder matches.
@@ -187,6 +261,6 @@ def spec_input_shape(spec: PreprocessSpec) -> tuple[int, ...]:
     return tuple(int(d) for d in spec.input_shape(1)[1:])
 
 
-__all__ = ["SampleSet", "find_samples", "random_samples", "batch_arrays", "describe_source",
-           "spec_input_shape"]
+__all__ = ["SampleSet", "SampleSplit", "split_samples", "find_samples", "random_samples", "batch_arrays",
+           "describe_source", "spec_input_shape"]
 

@@ -45,7 +45,7 @@ class ExportRun:
     opset: int
     exporter: str
     attention: bool  # the text model also returns its attention weights
-    calib: SampleSet | None  # int8 calibration images (image models only)
+    calib: SampleSet | None  # int8 calibration images (image models only), none of them a parity sample
     # The fp32 tolerances are handed in by the pipeline, which reads them when the run starts
     # (so a caller can tighten them on the pipeline module).
     fp32_atol: float
@@ -127,8 +127,9 @@ def convert_fp16(run: ExportRun, src: Path, dst: Path) -> dict[str, Any]:
 
 
 def convert_int8(run: ExportRun, src: Path, dst: Path) -> dict[str, Any]:
-    """Static QDQ for image models (calibrated on --data), dynamic for text models."""
-    calibrating = f" (calibrating on {len(run.calib)} images)" if run.calib else " (dynamic)"
+    """Static QDQ for image models (calibrated on images of --data that the parity check does
+    not use), dynamic for text models."""
+    calibrating = f" (calibrating on {len(run.calib)} images from {run.calib.source})" if run.calib else " (dynamic)"
     run.say("quantizing to int8" + calibrating)
     if run.source.task == "image":
         return _quantize.quantize_int8_static(src, dst, samples=run.calib, spec=run.source.spec)

@@ -25,7 +25,7 @@ ARTEFACTS: tuple[tuple[str, str, str], ...] = (
     ("training curves", "train/curves.png", "loss / accuracy plot"),
     ("confusion matrix", "train/confusion_matrix.png", "best epoch, validation set"),
     ("fp32 model", "model.onnx", "self-describing ONNX (contract in its metadata)"),
-    ("int8 model", "model.int8.onnx", "static QDQ int8, calibrated on validation images"),
+    ("int8 model", "model.int8.onnx", "static QDQ int8, calibrated on training images"),
     ("export report", "model.export.json", "parity of every export stage"),
     ("input video", "video/shapes.mp4", "moving shapes, one class at a time"),
     ("video truth", "video/shapes.truth.json", "label and box of every frame"),
@@ -89,6 +89,10 @@ def build_summary(cfg: DemoConfig, out: Path, results: dict[str, Any], *, timing
         "int8_top1_agreement": int8_parity.get("top1_agreement"),
         "int8_accuracy": int8_parity.get("accuracy"),
         "int8_size_ratio": (int8.details or {}).get("size_ratio") if int8 else None,
+        # int8 is calibrated on training images and judged on validation images, never the same
+        "int8_calibration_samples": (export.data_split.get("calibration") or {}).get("samples"),
+        "int8_calibration_source": (export.data_split.get("calibration") or {}).get("source"),
+        "parity_source": (export.data_split.get("parity") or {}).get("source"),
         "stream_model": Path(stream["model"]).name,
         "video_frames": report.frames,
         "video_fps": _round(report.fps, 2),
@@ -140,7 +144,9 @@ def format_summary(summary: dict[str, Any]) -> str:
                   f"top-1 agreement {_pct(f['fp32_top1_agreement'])} on {f['parity_samples']} images"},
         {"figure": "int8 vs PyTorch",
          "value": f"top-1 agreement {_pct(f['int8_top1_agreement'])}, accuracy {_pct(f['int8_accuracy'])} "
-                  f"(fp32 {_pct(f['fp32_accuracy'])}), file {_pct(f['int8_size_ratio'])} of fp32"},
+                  f"(fp32 {_pct(f['fp32_accuracy'])}), file {_pct(f['int8_size_ratio'])} of fp32; "
+                  f"on {f.get('parity_samples')} validation images, calibrated on "
+                  f"{f.get('int8_calibration_samples')} other (training) images"},
         {"figure": "video stream",
          "value": f"{f['video_frames']} frames at {f['video_fps']:.1f} FPS ({f['stream_model']}), "
                   f"per-frame accuracy {_pct(f['video_frame_accuracy'])}"},

@@ -25,13 +25,16 @@ from typing import Any, Callable, Iterator
 
 from edgecv.demo.config import MARKER, OWNED, STEPS, DemoConfig, DemoResult
 from edgecv.errors import InputError, ModelError, require
+from edgecv.io import check_writable_dir
 
 
 def prepare_out(out: Path, *, force: bool) -> None:
     """Refuse a non-empty folder that the demo did not make (unless ``force``); clear the demo's
-    own files from an earlier run; mark the folder as a demo folder."""
+    own files from an earlier run; mark the folder as a demo folder. Runs before the data is
+    generated, so a folder that cannot be written fails now, not after minutes of training."""
     if out.exists() and not out.is_dir():
         raise InputError(f"--out {out}: exists and is not a folder")
+    check_writable_dir(out, option="--out")
     if out.is_dir() and not (out / MARKER).exists() and any(out.iterdir()) and not force:
         raise InputError(f"--out {out}: folder is not empty and was not made by 'edgecv demo'; "
                          "choose another --out or pass --force")

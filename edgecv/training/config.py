@@ -2,6 +2,8 @@
 every checkpoint). Kept apart from the run itself so setup, loop and outputs can all read it."""
 from __future__ import annotations
 
+import math
+import numbers
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -55,16 +57,67 @@ class TrainConfig:
 
     def validate(self) -> None:
         """Reject impossible settings up front with an error naming the option, before any data
-        is read or a process group is joined."""
-        if self.epochs < 1:
-            raise InputError(f"--epochs {self.epochs}: expected >= 1")
-        if self.batch_size < 1:
-            raise InputError(f"--batch-size {self.batch_size}: expected >= 1")
+        is read or a process group is joined (the optimiser, the split and the data loader would
+        otherwise fail much later, with a traceback). ``edgecv train`` enforces the same bounds
+        as click ranges; this keeps the Python API to the same promise."""
+        for name, low, high, kind in _NUMERIC_BOUNDS:
+            value = getattr(self, name)
+            if value is None and name in _OPTIONAL:
+                continue
+            _check_number(name, value, low=low, high=high, kind=kind)
         if self.unfreeze_at is not None and not self.freeze_backbone:
             raise InputError("--unfreeze-at needs --freeze-backbone")
-        if not 0.0 <= self.label_smoothing < 1.0:
-            raise InputError(f"--label-smoothing {self.label_smoothing}: expected 0 <= value < 1")
+        if self.optimizer not in ("adamw", "sgd"):
+            raise InputError(f"--optimizer {self.optimizer!r}: expected 'adamw' or 'sgd'")
         if self.resize not in ("stretch", "short_side"):
             raise InputError(f"--resize {self.resize!r}: expected 'stretch' or 'short_side'")
-        if not 0.0 < self.min_crop_scale <= 1.0:
-            raise InputError(f"--min-crop-scale {self.min_crop_scale}: expected 0 < value <= 1")
+
+
+MIN_IMG_SIZE = 8  # smallest input any registered image model accepts (edgecv train's --img-size)
+MIN_VOCAB_SIZE = 3  # <pad>, <unk> and at least one real word
+
+# field, lower bound, upper bound, kind; a bound is (value, inclusive). The CLI's click ranges in
+# edgecv/commands/train.py say the same.
+_NUMERIC_BOUNDS: tuple[tuple[str, tuple[float, bool] | None, tuple[float, bool] | None, type], ...] = (
+    ("epochs", (1, True), None, int),
+    ("batch_size", (1, True), None, int),
+    ("lr", (0.0, False), None, float),
+    ("weight_decay", (0.0, True), None, float),
+    ("warmup_epochs", (0.0, True), None, float),
+    ("label_smoothing", (0.0, True), (1.0, False), float),
+    ("grad_clip", (0.0, False), None, float),
+    ("seed", (0, True), None, int),
+    ("val_split", (0.0, False), (1.0, False), float),
+    ("workers", (0, True), None, int),
+    ("unfreeze_at", (1, True), None, int),
+    ("img_size", (MIN_IMG_SIZE, True), None, int),
+    ("min_crop_scale", (0.0, False), (1.0, True), float),
+    ("vocab_size", (MIN_VOCAB_SIZE, True), None, int),
+    ("min_freq", (1, True), None, int),
+    ("max_len", (1, True), None, int),
+)
+_OPTIONAL = {"lr", "grad_clip", "workers", "unfreeze_at", "img_size"}  # None: the default applies
+
+
+def _check_number(name: str, value: Any, *, low: tuple[float, bool] | None, high: tuple[float, bool] | None,
+                  kind: type) -> None:
+    """One numeric option against its range, as one line naming the CLI option and the range."""
+    option = "--" + name.replace("_", "-")
+    expected = _describe_range(low, high, kind)
+    wanted = numbers.Integral if kind is int else numbers.Real
+    if not isinstance(value, wanted) or isinstance(value, bool) or not math.isfinite(value):
+        raise InputError(f"{option} {value!r}: expected {expected}")
+    too_low = low is not None and (value < low[0] if low[1] else value <= low[0])
+    too_high = high is not None and (value > high[0] if high[1] else value >= high[0])
+    if too_low or too_high:
+        raise InputError(f"{option} {value!r}: expected {expected}")
+
+
+def _describe_range(low: tuple[float, bool] | None, high: tuple[float, bool] | None, kind: type) -> str:
+    what = "an integer" if kind is int else "a number"
+    parts = []
+    if low is not None:
+        parts.append(f"{'>=' if low[1] else '>'} {low[0]}")
+    if high is not None:
+        parts.append(f"{'<=' if high[1] else '<'} {high[0]}")
+    return f"{what} {' and '.join(parts)}" if parts else what

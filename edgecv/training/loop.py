@@ -5,10 +5,11 @@ gives bit-identical losses whether it runs straight through or is resumed.
 """
 from __future__ import annotations
 
+import contextlib
 import sys
 import time
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 import numpy as np
 
@@ -53,39 +54,87 @@ def _set_frozen_norm_eval(model: Any) -> None:
                 module.eval()
 
 
+@contextlib.contextmanager
+def _norm_stats_kept(model: Any) -> Iterator[None]:
+    """Batch-norm layers in eval mode for the duration: a placeholder step must not pull the
+    running statistics towards an all-zero image."""
+    from torch import nn
+
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    modes = [m.training for m in norms]
+    for m in norms:
+        m.eval()
+    try:
+        yield
+    finally:
+        for m, mode in zip(norms, modes):
+            m.train(mode)
+
+
+def _step(model: Any, x: Any, y: Any, *, optimizer: Any, scaler: Any, criterion: Any, device: Any,
+          amp: bool, grad_clip: float | None, weight: float = 1.0) -> tuple[Any, Any]:
+    """One optimiser step on (x, y); returns (logits, loss). ``weight`` 0 makes the step a
+    placeholder: the gradients are zero, but backward() still takes part in DDP's all-reduce
+    and the optimiser applies the averaged update like every other rank."""
+    import torch
+
+    optimizer.zero_grad(set_to_none=True)
+    with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=amp):
+        logits = model(x)  # (B, num_classes)
+        loss = criterion(logits, y)
+        if weight != 1.0:
+            loss = loss * weight
+    if scaler is not None:
+        scaler.scale(loss).backward()
+        if grad_clip:
+            scaler.unscale_(optimizer)
+            torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+        scaler.step(optimizer)
+        scaler.update()
+    else:
+        loss.backward()
+        if grad_clip:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+        optimizer.step()
+    return logits, loss
+
+
 def train_one_epoch(model: Any, loader: Any, *, optimizer: Any, scheduler: Any, scaler: Any,
                     criterion: Any, device: Any, dist: DistInfo, amp: bool, grad_clip: float | None,
-                    desc: str = "train", show_progress: bool = True) -> EpochResult:
-    """Train for one pass over ``loader``; the LR schedule steps once per batch."""
+                    placeholder: Any = None, desc: str = "train", show_progress: bool = True) -> EpochResult:
+    """Train for one pass over ``loader``; the LR schedule steps once per batch, also for a batch
+    whose images all failed to decode, so it ends where it was planned to.
+
+    Under DDP every rank must take part in every step: the gradient all-reduce inside backward()
+    waits for all ranks, so a rank that skipped an empty batch would hang the job (and drift out
+    of the schedule). Such a rank runs ``placeholder`` (a one-sample input, e.g. from
+    :func:`edgecv.training.setup.placeholder_input`; else its last good sample) with zero weight."""
     import torch
 
     model.train()
     _set_frozen_norm_eval(model)
     loss_sum, correct, seen, bad = 0.0, 0, 0, []
+    spare = placeholder.to(device) if placeholder is not None else None
+    step = {"optimizer": optimizer, "scaler": scaler, "criterion": criterion, "device": device, "amp": amp,
+            "grad_clip": grad_clip}
     start = time.perf_counter()
     bar = _progress(loader, total=len(loader), desc=desc, enabled=show_progress and dist.is_main)
     for batch in bar if bar is not None else loader:
         bad.extend(batch["bad"])
         if batch["x"] is None:
+            if dist.enabled:
+                if spare is None:
+                    raise RuntimeError("a DDP rank met a batch without readable samples and has no placeholder")
+                with _norm_stats_kept(model):
+                    _step(model, spare, torch.zeros(spare.shape[0], dtype=torch.int64, device=device),
+                          weight=0.0, **step)
+            scheduler.step()
             continue
         x = batch["x"].to(device, non_blocking=True)  # (B, C, H, W) float32 or (B, T) int64
         y = batch["y"].to(device, non_blocking=True)  # (B,)
-        optimizer.zero_grad(set_to_none=True)
-        with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=amp):
-            logits = model(x)  # (B, num_classes)
-            loss = criterion(logits, y)
-        if scaler is not None:
-            scaler.scale(loss).backward()
-            if grad_clip:
-                scaler.unscale_(optimizer)
-                torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-            scaler.step(optimizer)
-            scaler.update()
-        else:
-            loss.backward()
-            if grad_clip:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-            optimizer.step()
+        if spare is None:
+            spare = x[:1].detach().clone()
+        logits, loss = _step(model, x, y, **step)
         scheduler.step()
         n = int(y.shape[0])
         loss_sum += float(loss.detach()) * n

@@ -173,6 +173,19 @@ def make_loaders(data: DataBundle, cfg: TrainConfig, dist: DistInfo, device: Any
     return train_loader, val_loader, sampler
 
 
+def placeholder_input(data: DataBundle) -> Any:
+    """A one-sample model input (an all-zero image, or one unknown word) that a DDP rank trains
+    on with zero weight when every image of its batch failed to decode, so it still meets the
+    other ranks in the gradient all-reduce (see :func:`edgecv.training.loop.train_one_epoch`)."""
+    import torch
+
+    from edgecv.tokenizer import UNK_ID
+
+    if data.task == "image" and data.preprocess is not None:
+        return torch.zeros(tuple(data.preprocess.input_shape(1)), dtype=torch.float32)  # (1, C, H, W)
+    return torch.full((1, 1), UNK_ID, dtype=torch.int64)  # (1, T)
+
+
 def default_workers(task: str) -> int:
     """Image decoding/augmentation runs in worker processes (up to 4, one core kept for the
     training step); texts are tokenised up front, so they load in the main process."""

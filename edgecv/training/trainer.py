@@ -21,8 +21,8 @@ from typing import Any
 
 import numpy as np
 
-from edgecv.errors import CheckpointError, InputError
-from edgecv.io import write_json_atomic
+from edgecv.errors import CheckpointError, InputError, short_message
+from edgecv.io import check_writable_dir, write_json_atomic
 from edgecv.training import setup
 from edgecv.training.config import TrainConfig
 from edgecv.training.distributed import (
@@ -106,10 +106,21 @@ def train(data: str | None = None, *, resume: str | None = None, overwrite: bool
 
 
 def _prepare_out(out: Path, *, overwrite: bool) -> None:
+    """Check ``out`` can take a run and create it, before any data is read: a file in the way or
+    a folder that cannot be written must fail now, not at the first checkpoint an epoch later."""
+    check_writable_dir(out, option="--out")
     if (out / "last.pt").exists() and not overwrite:
         raise InputError(f"{out}: already holds a training run (last.pt); continue it with "
                          f"--resume {out / 'last.pt'}, replace it with --overwrite, or choose another --out")
-    out.mkdir(parents=True, exist_ok=True)
+    for name in ("last.pt", "best.pt", "train.log"):  # an existing run is replaced file by file
+        if (out / name).is_dir():
+            raise InputError(f"--out {out}: {out / name} is a folder; expected a run folder where "
+                             f"{name} can be written")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # a race with the check above, or a file system that refuses folders
+        raise InputError(f"--out {out}: cannot create the folder ({short_message(exc)}); "
+                         "expected a writable folder") from None
 
 
 @dataclass
@@ -133,6 +144,7 @@ class RunParts:
     sampler: Any  # reshuffles per epoch (set_epoch)
     amp: bool
     grad_clip: float | None
+    placeholder: Any = None  # one-sample input for a DDP step whose images all failed to decode
 
 
 def _run(cfg: TrainConfig, *, device: Any, dist: DistInfo, ckpt: dict[str, Any] | None, overwrite: bool,
@@ -202,7 +214,8 @@ def _build_parts(cfg: TrainConfig, data: DataBundle, *, out: Path, device: Any, 
         scaler=torch.amp.GradScaler("cuda") if amp else None,
         criterion=torch.nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing),
         train_loader=train_loader, val_loader=val_loader, sampler=sampler, amp=amp,
-        grad_clip=cfg.grad_clip if cfg.grad_clip is not None else (1.0 if data.task == "text" else None))
+        grad_clip=cfg.grad_clip if cfg.grad_clip is not None else (1.0 if data.task == "text" else None),
+        placeholder=setup.placeholder_input(data))
 
 
 def _announce(parts: RunParts, state: RunState, ckpt: dict[str, Any] | None, log: RunLog) -> None:
@@ -240,9 +253,11 @@ def _train_epochs(parts: RunParts, state: RunState, *, start_epoch: int, log: Ru
         parts.data.train_set.epoch = epoch
         tr = train_one_epoch(ddp_model, parts.train_loader, optimizer=parts.optimizer, scheduler=parts.scheduler,
                              scaler=parts.scaler, criterion=parts.criterion, device=parts.device, dist=dist,
-                             amp=parts.amp, grad_clip=parts.grad_clip, desc=f"epoch {epoch}/{cfg.epochs}",
-                             show_progress=not quiet)
-        va = evaluate(ddp_model, parts.val_loader, criterion=parts.criterion, device=parts.device,
+                             amp=parts.amp, grad_clip=parts.grad_clip, placeholder=parts.placeholder,
+                             desc=f"epoch {epoch}/{cfg.epochs}", show_progress=not quiet)
+        # The plain module, not the DDP wrapper: DDP's forward broadcasts buffers, a collective
+        # that a rank with fewer (or no readable) validation batches would never join.
+        va = evaluate(parts.model, parts.val_loader, criterion=parts.criterion, device=parts.device,
                       num_classes=len(parts.data.classes), dist=dist, amp=parts.amp)
         new_bad = sorted(set(tr.bad + va.bad) - set(all_skipped))
         all_skipped += new_bad

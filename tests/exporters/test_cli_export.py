@@ -142,3 +142,21 @@ def test_real_subprocess(trained_cnn: Path, tmp_path: Path) -> None:
     assert "Warning" not in proc.stderr.replace("Warning: parity measured on random inputs", "")
     assert "DeprecationWarning" not in proc.stderr and "TracerWarning" not in proc.stderr
     assert read_contract(out).export["precision"] == "fp32"
+
+
+def test_failed_quantization_pre_processing_is_a_warning_on_stderr_and_in_the_report(
+        monkeypatch, make_text_checkpoint, text_csv: Path, tmp_path: Path) -> None:
+    from onnxruntime.quantization import shape_inference
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("simulated symbolic shape inference failure")
+
+    monkeypatch.setattr(shape_inference, "quant_pre_process", broken)
+    out = tmp_path / "t.onnx"
+    result = invoke(make_text_checkpoint("lstm_classifier"), "-o", out, "--data", text_csv, "--int8",
+                    "--no-simplify")
+    assert result.exit_code == 0, result.output
+    warned = [line for line in result.stderr.splitlines() if "quant_pre_process" in line]
+    assert len(warned) == 1 and warned[0].startswith("Warning: int8: ") and "simulated symbolic" in warned[0]
+    report = json.loads((tmp_path / "t.export.json").read_text())
+    assert any(w.startswith("int8: ") and "quant_pre_process" in w for w in report["warnings"])

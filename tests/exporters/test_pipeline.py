@@ -16,48 +16,104 @@ from edgecv.exporters import ExportOptions, load_source, output_paths, run_expor
 from edgecv.preprocess import PreprocessSpec, load_image, preprocess_batch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _export_fixtures import listing, ort_run  # noqa: E402
+from _export_fixtures import SHAPES, listing, ort_run  # noqa: E402
 
 # The package re-exports the simplify() function under the submodule's name.
 simplify_module = importlib.import_module("edgecv.exporters.simplify")
 
 
 @pytest.fixture(scope="module")
-def trained_export(trained_cnn: Path, shapes_dir: Path, tmp_path_factory: pytest.TempPathFactory):
-    """One full export of the trained CNN with fp16 and int8 (shared by several tests)."""
+def held_apart_shapes(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """New shapes (another seed than the training set) as DIR/train + DIR/val, 100 each per class."""
+    from edgecv.demo.synthetic import make_shapes_dataset
+
+    return make_shapes_dataset(tmp_path_factory.mktemp("held_apart") / "data", classes=SHAPES, per_class=100,
+                               size=32, seed=7, split=True, val_fraction=0.5)
+
+
+@pytest.fixture(scope="module")
+def trained_export(trained_cnn: Path, held_apart_shapes: Path, tmp_path_factory: pytest.TempPathFactory):
+    """One full export of the trained CNN with fp16 and int8 (shared by several tests): int8 is
+    calibrated on DIR/train, and every stage is checked on DIR/val."""
     out = tmp_path_factory.mktemp("trained_export") / "model.onnx"
     report = run_export(load_source(trained_cnn),
-                        ExportOptions(output=out, data=shapes_dir, fp16=True, int8=True, verify_size=200))
+                        ExportOptions(output=out, data=held_apart_shapes, fp16=True, int8=True, verify_size=400,
+                                      calib_size=150))
     return report
 
 
-def test_trained_model_meets_agreement_figures(trained_export, shapes_dir: Path) -> None:
+# Measured on the 200 validation images, none of which int8 was calibrated on (nor the model
+# trained on): int8 agrees with fp32 PyTorch on 198/200 here (QDQ, per-channel, MinMax on 150
+# training images). 97 % leaves room for another CPU's kernels (reduce_range on x86 without VNNI)
+# without accepting a broken quantization.
+INT8_MIN_AGREEMENT = 0.97
+
+
+def test_trained_model_meets_agreement_figures(trained_export, held_apart_shapes: Path) -> None:
     report = trained_export
     stages = {s.stage: s for s in report.stages}
     assert report.passed, report.warnings
     assert stages["fp32"].parity["passed"] and stages["fp32"].parity["data"] == "real"
-    assert stages["fp32"].parity["samples"] == 200
+    assert stages["fp32"].parity["samples"] == 200  # all of DIR/val (--verify-size 400 is more)
     assert stages["simplified"].status == "ok"
     fp16, int8 = stages["fp16"].parity, stages["int8"].parity
     assert fp16["top1_agreement"] >= 0.99
-    # int8: >= 98 % agreement, or the warning must have fired.
-    assert int8["top1_agreement"] >= 0.98 or any("int8" in w and "below 98%" in w for w in report.warnings)
-    assert int8["accuracy"] is not None and int8["reference_accuracy"] > 0.6
+    # int8 is judged on images it was not calibrated on: a real figure, not "or a warning fired".
+    assert int8["samples"] == 200 and int8["top1_agreement"] >= INT8_MIN_AGREEMENT, int8
+    # Images of another seed than training: the small CNN is right on ~40 % of them (chance 25 %),
+    # so its logits are decisive rather than noise, and agreement is not a coin toss either way.
+    assert int8["reference_accuracy"] > 0.3
+    assert int8["accuracy"] >= int8["reference_accuracy"] - 0.03, int8
+    assert not any("int8" in w for w in report.warnings), report.warnings
     assert stages["int8"].details["per_channel"] is True
     assert stages["int8"].details["format"] == "QDQ"
-    assert stages["int8"].details["calibration_samples"] == 200
+    assert stages["int8"].details["calibration_samples"] == 150
     assert stages["fp16"].details["size_ratio"] < 0.6
     assert stages["int8"].details["size_ratio"] < 0.35
 
     # The files run in ONNX Runtime with float32 inputs and outputs, on the real preprocessing.
     paths = output_paths(report.output)
     spec = read_contract(paths["fp32"]).preprocess
-    files = sorted(shapes_dir.rglob("*.png"))[::25]
+    files = sorted(held_apart_shapes.rglob("*.png"))[::25]
     x = preprocess_batch([load_image(f) for f in files], spec)
     ref = ort_run(paths["fp32"], x)[0]
     for name in ("fp16", "int8"):
         out = ort_run(paths[name], x)[0]
         assert out.dtype == np.float32 and out.shape == ref.shape
+
+
+def test_calibration_and_parity_samples_are_disjoint_and_reported(trained_export,
+                                                                  held_apart_shapes: Path) -> None:
+    """DIR/train + DIR/val: calibrate on train, check on val; the report says which is which."""
+    split = trained_export.data_split
+    assert split["parity"] == {"samples": 200, "source": str(held_apart_shapes / "val")}
+    assert split["calibration"] == {"samples": 150, "source": str(held_apart_shapes / "train"),
+                                    "disjoint_from_parity": True}
+    int8 = trained_export.stage("int8").details
+    assert int8["calibration_source"] == str(held_apart_shapes / "train")
+    on_disk = json.loads(trained_export.report_path.read_text())
+    assert on_disk["data_split"] == split
+    from edgecv.commands.export import render
+
+    text = render(trained_export)
+    assert f"int8 calibration: 150 images from {held_apart_shapes / 'train'} (none of them a parity input)" in text
+    assert f"parity inputs: 200 samples from {held_apart_shapes / 'val'}" in text
+
+
+def test_one_folder_is_split_without_overlap(shapes_dir: Path) -> None:
+    """A flat folder: parity and calibration come from one seeded order, never sharing an image;
+    too few images for both requests are shared out, and a note says so."""
+    from edgecv.exporters.samples import split_samples
+
+    split = split_samples(shapes_dir, task="image", labels=SHAPES, verify_size=120, calib_size=50)
+    assert len(split.parity) == 120 and len(split.calibration) == 50 and not split.notes
+    assert not set(split.parity.images) & set(split.calibration.images)
+    split = split_samples(shapes_dir, task="image", labels=SHAPES, verify_size=150, calib_size=300)
+    assert len(split.calibration) == 100 and len(split.parity) == 100  # 200 images, shared out
+    assert not set(split.parity.images) & set(split.calibration.images)
+    assert split.notes and "holds 200 images" in split.notes[0]
+    assert split.describe()["calibration"] == {"samples": 100, "source": str(shapes_dir),
+                                               "disjoint_from_parity": True}
 
 
 def test_contract_round_trips_with_precision_and_parity(trained_export, trained_cnn: Path) -> None:
@@ -139,7 +195,9 @@ def test_large_models_use_external_data(monkeypatch, trained_cnn: Path, tmp_path
     out = tmp_path / "big" / "model.onnx"
     report = run_export(load_source(trained_cnn), ExportOptions(output=out, fp16=True))
     assert report.passed, report.warnings
-    assert (out.parent / "model.onnx.data").exists() and (out.parent / "model.fp16.onnx.data").exists()
+    data = sorted(p.name for p in out.parent.iterdir() if p.name.endswith(".data"))
+    # one content-named data file per model: <model>.<sha256[:12]>.data (see test_save_onnx.py)
+    assert [name.rsplit(".", 2)[0] for name in data] == ["model.fp16.onnx", "model.onnx"], data
     assert out.stat().st_size < 100_000  # the weights are not inside the protobuf
     assert read_contract(out).export["precision"] == "fp32"
     x = np.zeros((2, 3, 32, 32), np.float32)
