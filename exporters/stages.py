@@ -194,7 +194,8 @@ def stage_contract(run: ExportRun, export: dict[str, Any], outcome: StageOutcome
                          model_kwargs=dict(source.model_kwargs), preprocess=source.spec,
                          tokenizer=source.tokenizer.to_dict() if source.tokenizer is not None else None,
                          io=io, export={**export, "precision": outcome.precision},
-                         versions=library_versions(), parity=dict(outcome.parity or {}))
+                         versions=library_versions(), parity=dict(outcome.parity or {}),
+                         max_seq_len=source.max_len if source.task == "text" else None)
 
 
 def write_with_contract(tmp: Path, dest: Path, contract: ModelContract) -> None:

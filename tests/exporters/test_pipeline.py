@@ -216,6 +216,8 @@ def test_text_export_with_attention(make_text_checkpoint, text_csv: Path, tmp_pa
     contract = read_contract(out)
     assert contract.io["attention"] == "attention" and contract.io["input"] == "input_ids"
     assert contract.tokenizer["vocab"][:2] == ["<pad>", "<unk>"] and contract.preprocess is None
+    # the longest sequence the file accepts: min(model max_len 32, tokenizer max_len 24)
+    assert contract.max_seq_len == 24
     assert read_contract(output_paths(out)["int8"]).export["quantization"]["method"] == "dynamic"
     ids = np.array([[5, 6, 7, 0, 0]], dtype=np.int64)
     logits, attention = ort_run(out, ids)
