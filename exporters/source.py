@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edgecv.errors import CheckpointError, InputError, ModelError
+from edgecv.errors import CheckpointError, InputError, ModelError, short_message
 from edgecv.preprocess import PreprocessSpec, default_spec
 from edgecv.tokenizer import WordTokenizer
 
@@ -96,7 +96,7 @@ def _from_checkpoint(obj: dict[str, Any], path: Path, *, model_name: str | None,
                                   "self-describing text model")
         tokenizer = WordTokenizer.from_dict(obj["tokenizer"])
     classes = [str(c) for c in (obj.get("classes") or [])]
-    out = _num_outputs(model, task=task, spec=spec)
+    out = _num_outputs(model, task=task, spec=spec, source=str(path))
     labels = classes or [f"class_{i}" for i in range(out)]
     if len(labels) != out:
         raise CheckpointError(f"{path}: lists {len(labels)} classes but the model has {out} outputs")
@@ -125,7 +125,7 @@ def _from_state_dict(obj: dict[str, Any] | None, *, model_name: str, source: str
     spec = _default_spec(model_name)
     if image_size is not None:
         spec = spec.replace(size=[image_size, image_size])
-    out = _num_outputs(model, task="image", spec=spec)
+    out = _num_outputs(model, task="image", spec=spec, source=source)
     labels = [f"class_{i}" for i in range(out)]
     if out == 1000:
         try:
@@ -158,13 +158,22 @@ def _load(model: Any, obj: dict[str, Any], *, source: str) -> None:
                               f"({', '.join(report.skipped[:2])}); check --num-classes")
 
 
-def _num_outputs(model: Any, *, task: str, spec: PreprocessSpec | None) -> int:
-    """Classes the model predicts, from one tiny forward pass (works for any head layout)."""
+def _num_outputs(model: Any, *, task: str, spec: PreprocessSpec | None, source: str = "model") -> int:
+    """Classes the model predicts, from one tiny forward pass (works for any head layout).
+
+    A checkpoint whose preprocessing does not fit its own network (3-channel images for a
+    1-channel model, a size the network cannot take) fails here, before any export work, with
+    one line naming the input the network got."""
     import torch
     from edgecv.exporters.onnx_export import make_sample_input
 
     shape = tuple(int(d) for d in spec.input_shape(1)[1:]) if spec is not None else None
     x = make_sample_input(model, task=task, batch=1, input_shape=shape)
-    with torch.no_grad():
-        out = model.eval()(x)
+    try:
+        with torch.no_grad():
+            out = model.eval()(x)
+    except RuntimeError as exc:
+        what = f"the checkpoint's preprocessing gives input {tuple(x.shape)}" if spec is not None else "a sample input"
+        raise CheckpointError(f"{source}: {what}, which the network cannot run ({short_message(exc, limit=160)}); "
+                              f"expected preprocessing that matches the model's input") from None
     return int(out.reshape(out.shape[0], -1).shape[1])

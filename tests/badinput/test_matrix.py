@@ -61,7 +61,7 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Env:
                image_model(root / "fixed.onnx", batch=1), images, image, _checkpoint(root / "best.pt"), shapes)
 
 
-def _checkpoint(path: Path) -> Path:
+def _checkpoint(path: Path, *, channels: int = 3) -> Path:
     import torch
 
     from edgecv.models import create_model
@@ -69,7 +69,7 @@ def _checkpoint(path: Path) -> Path:
     from edgecv.preprocess import default_spec
 
     torch.manual_seed(0)
-    model = create_model("simple_cnn", num_classes=2)
+    model = create_model("simple_cnn", num_classes=2, in_channels=channels, input_size=16)
     return save_checkpoint({"model": model.edgecv_name, "model_kwargs": model.edgecv_kwargs, "task": "image",
                             "state_dict": model.state_dict(), "classes": ["a", "b"],
                             "preprocess": default_spec(size=16).to_dict(), "tokenizer": None}, path)
@@ -170,12 +170,15 @@ CASES: list[tuple[str, int, Case]] = [
     ("export-checkpoint-is-onnx", 1, lambda e: (["export", e.model, "-o", e.root / "o.onnx"], [e.model])),
     ("export-data-missing", 1, lambda e: (["export", e.checkpoint, "-o", e.root / "o.onnx", "--int8", "--data",
                                            e.root / "nodata"], ["nodata"])),
+    ("export-checkpoint-spec-misfits-network", 1, lambda e: (["export", _checkpoint(e.root / "made" / "gray.pt",
+                                                                            channels=1), "-o", e.root / "o.onnx"],
+                                                              ["gray.pt"])),
     ("export-output-under-a-file", 1, lambda e: (["export", e.checkpoint, "-o", e.image / "model.onnx"],
                                                  ["model.onnx"])),
     ("export-output-into-proc", 1, lambda e: (["export", e.checkpoint, "-o", "/proc/edgecv/model.onnx"],
                                               ["model.onnx"])),
     # --- train
-    ("train-data-missing", 1, lambda e: (["train", e.root / "nodata", "--model", "simple_cnn", "--out",
+    ("train-data-missing", 2, lambda e: (["train", e.root / "nodata", "--model", "simple_cnn", "--out",
                                           e.root / "r1"], ["nodata"])),
     ("train-data-empty-folder", 1, lambda e: (["train", _empty_dir(e, "void"), "--model", "simple_cnn", "--out",
                                                e.root / "r2"], ["void"])),
@@ -190,7 +193,7 @@ CASES: list[tuple[str, int, Case]] = [
                                                      ["label"])),
     ("train-unknown-model", 1, lambda e: (["train", e.shapes, "--model", "resnet9000", "--out", e.root / "r7"],
                                           ["resnet9000"])),
-    ("train-weights-missing", 1, lambda e: (["train", e.shapes, "--model", "simple_cnn", "--weights",
+    ("train-weights-missing", 2, lambda e: (["train", e.shapes, "--model", "simple_cnn", "--weights",
                                              e.root / "w.pth", "--out", e.root / "r8"], ["w.pth"])),
     ("train-weights-random-bytes", 1, lambda e: (["train", e.shapes, "--model", "simple_cnn", "--weights",
                                                   e.file("w.pth", bytes(range(256)) * 4), "--out", e.root / "r9"],
@@ -204,7 +207,7 @@ CASES: list[tuple[str, int, Case]] = [
                                           ["--val-split"])),
     # --- models / demo
     ("inspect-models-typo", 1, lambda e: (["inspect", "squeezenet9", "--json"], ["squeezenet9"])),
-    ("demo-out-is-a-file", 1, lambda e: (["demo", "--out", e.image, "--quick"], [e.image])),
+    ("demo-out-is-a-file", 2, lambda e: (["demo", "--out", e.image, "--quick"], [e.image])),
     ("demo-unknown-model", 1, lambda e: (["demo", "--out", e.root / "d", "--model", "lstm_classifier", "--quick"],
                                          ["lstm_classifier"])),
 ]
