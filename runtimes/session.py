@@ -7,6 +7,11 @@ an NVIDIA GPU (the report line already names the provider), with a one-line noti
 a GPU it could not use. An explicit provider that cannot be honoured raises :class:`ProviderError`
 unless fallback is allowed; the notice then names the provider really got (TensorRT may land on
 CUDA, not CPU).
+
+GPU providers are created with their options (``provider_options.py``: CUDA's device and cuDNN
+search, TensorRT's caches, fp16 and profiles, and ``--provider-option`` merged over them); what
+they did (cache hit or build, search mode, the options really passed) is in ``SessionInfo.details``.
+A CPU-only chain is created exactly as before, without provider options.
 """
 from __future__ import annotations
 
@@ -21,6 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from edgecv.runtimes.provider_options import plan_providers
+
 from edgecv.errors import EdgecvError, InputError, ModelError, ProviderError
 from edgecv.onnx_file import check_model_path, load_onnx
 
@@ -30,6 +37,7 @@ PROVIDER_NAMES = {
     "tensorrt": "TensorrtExecutionProvider",
 }
 PROVIDER_CHOICES = ("auto", *PROVIDER_NAMES)
+TENSORRT = PROVIDER_NAMES["tensorrt"]
 
 
 @dataclass
@@ -42,6 +50,8 @@ class SessionInfo:
     threads: int | None
     create_ms: float
     notices: list[str] = field(default_factory=list)
+    # GPU facts for reports: provider_options, device_id, cudnn_conv_algo_search, tensorrt_cache, ...
+    details: dict[str, Any] = field(default_factory=dict)
 
     @property
     def provider(self) -> str:
@@ -121,8 +131,13 @@ def create_session(
     spinning: bool = False,
     profile_prefix: str | None = None,
     optimization: str = "all",
+    engine: Any = None,
 ) -> SessionInfo:
-    """Create an ``InferenceSession`` on the requested provider, reporting what it really got."""
+    """Create an ``InferenceSession`` on the requested provider, reporting what it really got.
+
+    ``engine``: an ``EngineOptions`` with the GPU settings (device, fp16, fast start, cache folder,
+    the batch sizes and sequence lengths to build TensorRT profiles for, ``--provider-option``);
+    None uses their defaults."""
     import onnxruntime as ort
 
     if provider not in PROVIDER_CHOICES:
@@ -132,21 +147,37 @@ def create_session(
     opts = session_options(threads=threads, verbose=verbose, spinning=spinning,
                            profile_prefix=profile_prefix, optimization=optimization)
     wanted, chain = _provider_list(provider, allow_fallback=allow_fallback)
-    if chain[0] != "CPUExecutionProvider" and hasattr(ort, "preload_dlls"):
-        try:  # load the CUDA/cuDNN runtime wheels (edgecv[cuda]) before the session needs them
-            if verbose:
-                ort.preload_dlls()
-            else:  # preload_dlls() print()s every library it cannot find
-                with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-                    ort.preload_dlls()
-        except Exception:  # noqa: BLE001 - a failed preload just means CUDA will not be granted
-            pass
+    plan = plan_providers(model_path, chain, engine)
+    if chain[0] != "CPUExecutionProvider":
+        _preload(ort, verbose=verbose)
+    plan.prepare()  # TensorRT: look for a cached engine, announce a build
     start = time.perf_counter_ns()
-    session = _new_session(model_path, opts, chain)
-    create_ms = (time.perf_counter_ns() - start) / 1e6
+    session = _new_session(model_path, opts, chain, plan.provider_options(), quiet=not verbose)
     got = list(session.get_providers())
+    if chain[0] == TENSORRT and got[0] == PROVIDER_NAMES["cuda"]:
+        # ONNX Runtime's own retry without TensorRT drops every provider option (the CUDA device,
+        # cuDNN search, --provider-option): ask again for CUDA, with them
+        plan = plan.without(TENSORRT)
+        session = _new_session(model_path, opts, plan.chain, plan.provider_options(), quiet=not verbose)
+        got = list(session.get_providers())
+    create_ms = (time.perf_counter_ns() - start) / 1e6
     notices = _provider_notices(model_path, provider, wanted, got, allow_fallback=allow_fallback)
-    return SessionInfo(session, provider, got, threads, create_ms, notices)
+    more, details = plan.outcome(got, create_ms)
+    return SessionInfo(session, provider, got, threads, create_ms, notices + more, details)
+
+
+def _preload(ort: Any, *, verbose: bool) -> None:
+    """Load the CUDA/cuDNN runtime wheels (edgecv[cuda]) before a GPU session needs them."""
+    if not hasattr(ort, "preload_dlls"):
+        return
+    try:
+        if verbose:
+            ort.preload_dlls()
+        else:  # preload_dlls() print()s every library it cannot find
+            with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+                ort.preload_dlls()
+    except Exception:  # noqa: BLE001 - a failed preload just means CUDA will not be granted
+        pass
 
 
 def _short(provider_name: str) -> str:
@@ -203,11 +234,17 @@ def _provider_list(provider: str, *, allow_fallback: bool = False) -> tuple[str,
     return name, [p for p in chain if p in available] + ["CPUExecutionProvider"]
 
 
-def _new_session(path: Path, opts: Any, providers: list[str]) -> Any:
+def _new_session(path: Path, opts: Any, providers: list[str], provider_options: list[dict[str, str]] | None,
+                 *, quiet: bool = True) -> Any:
     import onnxruntime as ort
 
+    extra = {} if provider_options is None else {"provider_options": provider_options}
+    # without its libraries, TensorRT makes ONNX Runtime print() an "EP Error" banner (to stdout,
+    # where --json - goes) before it retries without it; the notice says what ran instead
+    hush = quiet and TENSORRT in providers
     try:
-        return ort.InferenceSession(str(path), sess_options=opts, providers=providers)
+        with contextlib.redirect_stdout(io.StringIO()) if hush else contextlib.nullcontext():
+            return ort.InferenceSession(str(path), sess_options=opts, providers=providers, **extra)
     except Exception as exc:  # ORT raises its own Fail/InvalidGraph/InvalidProtobuf types
         text = " ".join(str(exc).split())
     # Let the one file check used by inspect and profile name what the file is (a Git LFS pointer,

@@ -25,6 +25,9 @@ def _version(dist: Iterable[str]) -> str | None:
     return None
 
 
+_GPU_PROVIDERS = ("CUDAExecutionProvider", "TensorrtExecutionProvider")
+
+
 def _gpus() -> list[str]:
     exe = shutil.which("nvidia-smi")
     if not exe:
@@ -38,7 +41,10 @@ def _gpus() -> list[str]:
 
 
 def collect(providers_used: Iterable[str] = ()) -> dict[str, Any]:
-    """A JSON-friendly description of this machine and the inference stack."""
+    """A JSON-friendly description of this machine and the inference stack; when a GPU provider
+    ran, also its stack (CUDA driver, CUDA runtime, cuDNN, TensorRT versions): a GPU latency
+    means little without them, and a CPU-only report stays as it was."""
+    providers_used = sorted(set(providers_used))
     model, flags = read_cpuinfo()
     flags = flags or frozenset()
     try:
@@ -55,7 +61,7 @@ def collect(providers_used: Iterable[str] = ()) -> dict[str, Any]:
         available = list(ort.get_available_providers())
     except ImportError:
         available = []
-    return {
+    info = {
         "cpu": model,
         "cores_logical": os.cpu_count(),
         "cores_physical": physical,
@@ -73,9 +79,14 @@ def collect(providers_used: Iterable[str] = ()) -> dict[str, Any]:
             "edgecv": _version(("edgecv",)),
         },
         "providers_available": available,
-        "providers_used": sorted(set(providers_used)),
+        "providers_used": providers_used,
         "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
     }
+    if any(p in _GPU_PROVIDERS for p in providers_used):
+        from edgecv.runtimes.gpu_info import gpu_stack
+
+        info["gpu_stack"] = gpu_stack()
+    return info
 
 
 def vnni_note(info: dict[str, Any]) -> str:
@@ -97,6 +108,11 @@ def header_lines(info: dict[str, Any]) -> list[str]:
     lines = [f"CPU: {info['cpu']} ({cores}), memory {info['memory_gb']} GB, "
              f"int8 flags: {', '.join(info['int8_flags']) or 'none'}"]
     lines.append("GPU: " + ("; ".join(info["gpus"]) if info["gpus"] else "none"))
+    stack = info.get("gpu_stack")
+    if stack:
+        names = (("cuda_driver", "CUDA driver"), ("cuda_runtime", "CUDA runtime"), ("cudnn", "cuDNN"),
+                 ("tensorrt", "TensorRT"))
+        lines.append("GPU stack: " + ", ".join(f"{label} {stack.get(key) or 'unknown'}" for key, label in names))
     lines.append(f"onnxruntime {v['onnxruntime']}, onnx {v['onnx']}, numpy {v['numpy']}, opencv {v['opencv']}; "
                  f"providers used: {', '.join(info['providers_used']) or '-'}")
     if info.get("load_average"):

@@ -5,12 +5,16 @@ from __future__ import annotations
 
 import sys
 import types
+from pathlib import Path
 from typing import Any, Callable
 
 import pytest
 
-from edgecv.errors import ProviderError
-from edgecv.runtimes import session as S
+sys.path.insert(0, str(Path(__file__).parent))
+import _infer_fixtures as F  # noqa: E402
+
+from edgecv.errors import ProviderError  # noqa: E402
+from edgecv.runtimes import session as S  # noqa: E402
 
 ALL = ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
 
@@ -19,6 +23,7 @@ def fake_ort(available: list[str], grant: Callable[[list[str]], list[str]]) -> t
     """An ``onnxruntime`` stand-in: ``grant(requested chain)`` -> what ``get_providers()`` reports."""
     ort = types.ModuleType("onnxruntime")
     ort.requested = []  # type: ignore[attr-defined]
+    ort.provider_options = []  # type: ignore[attr-defined]
     ort.severity_calls = []  # type: ignore[attr-defined]
 
     class SessionOptions:
@@ -26,8 +31,10 @@ def fake_ort(available: list[str], grant: Callable[[list[str]], list[str]]) -> t
             pass
 
     class InferenceSession:
-        def __init__(self, path: str, sess_options: Any = None, providers: list[str] | None = None) -> None:
+        def __init__(self, path: str, sess_options: Any = None, providers: list[str] | None = None,
+                     provider_options: list[dict[str, str]] | None = None) -> None:
             ort.requested.append(list(providers or []))  # type: ignore[attr-defined]
+            ort.provider_options.append(provider_options)  # type: ignore[attr-defined]
             self._got = grant(list(providers or []))
 
         def get_providers(self) -> list[str]:
@@ -44,10 +51,11 @@ def fake_ort(available: list[str], grant: Callable[[list[str]], list[str]]) -> t
 
 
 @pytest.fixture
-def model(tmp_path):
-    path = tmp_path / "m.onnx"
-    path.write_bytes(b"not parsed by the fake")
-    return path
+def model(tmp_path, monkeypatch):
+    """A real (tiny) ONNX file: TensorRT's options are built from the graph's inputs; the TensorRT
+    cache goes to a temporary folder."""
+    monkeypatch.setenv("EDGECV_CACHE_DIR", str(tmp_path / "cache"))
+    return F.image_model(tmp_path / "m.onnx")
 
 
 def _use(monkeypatch, ort: types.ModuleType, *, gpu: bool) -> types.ModuleType:
@@ -110,3 +118,17 @@ def test_ort_log_level_is_set_once_per_process(monkeypatch, model):
     S.create_session(model, provider="cpu", verbose=True)  # a change of mind is applied, once
     S.create_session(model, provider="cpu", verbose=True)
     assert ort.severity_calls == [4, 0]
+
+
+def test_cpu_sessions_are_created_without_provider_options(monkeypatch, model):
+    """The CPU path is unchanged: no options to pass, nothing read from the model for them."""
+    ort = _use(monkeypatch, fake_ort(ALL, lambda chain: ["CPUExecutionProvider"]), gpu=False)
+    info = S.create_session(model, provider="cpu")
+    assert ort.provider_options == [None] and info.details == {}
+
+
+def test_auto_asks_cuda_with_its_defaults(monkeypatch, model):
+    ort = _use(monkeypatch, fake_ort(ALL, lambda chain: ["CPUExecutionProvider"]), gpu=False)
+    S.create_session(model, provider="auto")
+    assert ort.requested == [["CUDAExecutionProvider", "CPUExecutionProvider"]]
+    assert ort.provider_options == [[{"device_id": "0", "cudnn_conv_algo_search": "EXHAUSTIVE"}, {}]]
