@@ -88,6 +88,11 @@ class Engine(ABC):
         own when the call fails (the caller reports the failure in one line)."""
         return functools.partial(self.run, None, feeds)
 
+    def device_runners(self, feeds: dict[str, np.ndarray]) -> tuple[Callable[[], Any], Callable[[], Any]] | None:
+        """(host-to-device copy, compute on device-resident inputs) for engines that keep inputs in
+        device memory, so the profiler can report the copy apart from the compute; None elsewhere."""
+        return None
+
     def describe(self) -> str:
         """One line for reports: backend, what ran, precision, threads."""
         threads = self.threads if self.threads is not None else "default"
