@@ -15,6 +15,7 @@ import click
 
 from edgecv.commands.options import (
     PREPROCESS_FLAGS,
+    ProviderType,
     preprocess_options,
     preprocess_overrides,
 )
@@ -115,6 +116,10 @@ class InspectOptions:
     layer: str | None = None
     output: str | None = None
     max_channels: int = 64
+    # --activations backend: None = ONNX Runtime on CPU (the graph layer's own default)
+    provider: str | None = None
+    precision: str = "auto"
+    allow_fallback: bool = False
     # --activations preprocessing for foreign models: the same flags as ``edgecv infer``
     size: list[int] | None = None
     resize: int | None = None
@@ -124,6 +129,16 @@ class InspectOptions:
     mean: list[float] | None = None
     std: list[float] | None = None
     bgr: bool = False
+
+    def open_runner(self) -> Any:
+        """The engine factory handed to the graph layer for ``--provider`` (None: its default,
+        ONNX Runtime on CPU). ``edgecv.graph`` may not import ``edgecv.runtimes``; the command may."""
+        if self.provider is None:
+            return None
+        from edgecv.runtimes.engine import EngineOptions, open_engine
+
+        options = EngineOptions(provider=self.provider, precision=self.precision, allow_fallback=self.allow_fallback)
+        return lambda path: open_engine(path, options)
 
     def overrides(self) -> Any:
         """The preprocessing flags given, as ``PreprocessOverrides``; None when there are none."""
@@ -152,6 +167,11 @@ class InspectOptions:
 @click.option("-o", "--output", default=None, metavar="FILE.png", help="Montage PNG written by --activations.")
 @click.option("--max-channels", type=click.IntRange(min=1), default=64, show_default=True,
               help="Channels drawn in the montage.")
+@click.option("--provider", type=ProviderType(), default=None,
+              help="--activations: run on this engine, e.g. openvino or openvino:GPU [default: ONNX Runtime CPU].")
+@click.option("--precision", type=click.Choice(["auto", "f32", "bf16", "f16"]), default="auto", show_default=True,
+              help="--activations: OpenVINO inference precision (the maps are what that precision computes).")
+@click.option("--allow-fallback", is_flag=True, help="--activations: let an absent --provider device fall back to CPU.")
 @preprocess_options(what="--activations: ")
 def inspect(**params: Any) -> None:
     """Per-layer output shape, params and MACs of a model, with totals (like analyzeNetwork).
@@ -173,6 +193,7 @@ def inspect(**params: Any) -> None:
       edgecv inspect model.onnx --layers
       edgecv inspect model.onnx --activations cat.jpg --layer /features/features.0/features.0.2/Clip_output_0 -o maps.png
       edgecv inspect foreign.onnx --activations cat.jpg --layer conv1 -o maps.png --size 224 --mean 0.5 --std 0.5
+      edgecv inspect model.onnx --activations cat.jpg --layer conv1 -o maps.png --provider openvino
     """
     opts = InspectOptions(**params)
     _check_usage(opts)
@@ -211,6 +232,8 @@ def _check_usage(opts: InspectOptions) -> None:
         raise click.UsageError("--activations IMAGE needs --layer NAME and -o FILE.png")
     if (opts.layer is not None or opts.output is not None) and opts.image is None:
         raise click.UsageError("--layer and -o are used with --activations IMAGE")
+    if opts.image is None and (opts.provider is not None or opts.precision != "auto" or opts.allow_fallback):
+        raise click.UsageError("--provider, --precision and --allow-fallback choose the engine of --activations IMAGE")
     if opts.image is None and opts.overrides() is not None:
         raise click.UsageError(f"{'/'.join(PREPROCESS_FLAGS)} prepare the image of --activations IMAGE")
 
@@ -287,12 +310,13 @@ def _activations(opts: InspectOptions) -> None:
     check_writable(opts.output or "", option="-o")
     spec = _activation_spec(opts)
     summary = write_montage(opts.model_ref, opts.image or "", opts.layer or "", opts.output or "",
-                            max_channels=opts.max_channels, spec=spec)
+                            max_channels=opts.max_channels, spec=spec, open_runner=opts.open_runner())
     if opts.as_json:
         click.echo(json.dumps(summary, indent=2))
     else:
         click.echo(f"wrote {summary['output']}: {summary['channels_shown']} channel(s) of {opts.layer} "
-                   f"{_shape_text(summary['shape'])} (min {summary['min']:.4g}, max {summary['max']:.4g})")
+                   f"{_shape_text(summary['shape'])} (min {summary['min']:.4g}, max {summary['max']:.4g}; "
+                   f"{summary['engine']})")
 
 
 def _activation_spec(opts: InspectOptions) -> Any:

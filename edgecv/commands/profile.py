@@ -12,6 +12,20 @@ from edgecv.runtimes.engine import normalize_provider
 _POSITIVE = {"convert": int, "minimum": 1}
 
 
+def _precision_list(command: Any) -> Any:
+    """``--precision`` of :func:`backend_options` as a comma list: a sweep measures OpenVINO at
+    each precision (``infer`` takes one). Swaps the option already attached to ``command``."""
+    params = getattr(command, "__click_params__", [])
+    for i, param in enumerate(params):
+        if param.name == "precision":
+            params[i] = click.Option(
+                ["--precision"], default="auto", show_default=True,
+                type=CommaList(str, choices=("auto", "f32", "bf16", "f16"), example="f32,bf16"),
+                help="OpenVINO inference precision(s) to sweep, e.g. f32,bf16 (auto = the device's default; "
+                     "ONNX Runtime runs what the file holds).")
+    return command
+
+
 @click.command("profile", context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("models", nargs=-1, required=True, metavar="MODEL.onnx [MORE.onnx ...]")
 @click.option("--provider", default="auto", show_default=True,
@@ -40,14 +54,20 @@ _POSITIVE = {"convert": int, "minimum": 1}
 @click.option("--spinning/--no-spinning", default=True, show_default=True,
               help="Let ONNX Runtime's intra-op threads spin between runs (its default; lowest latency). "
                    "'edgecv infer' turns spinning off so capture threads keep a core.")
+@click.option("--verify/--no-verify", default=True, show_default=True,
+              help="Compare every row but the fp32 ONNX Runtime CPU ones with that run on the same inputs: "
+                   "max |diff| and top-1 agreement (what bf16 or int8 costs).")
+@click.option("--data", default=None, metavar="DIR", type=click.Path(exists=True),
+              help="Images for --verify, prepared with the model's own preprocessing [default: synthetic inputs].")
 @click.option("--verbose", is_flag=True, help="Show ONNX Runtime's own log output.")
+@_precision_list
 @backend_options()
 def profile(models: tuple[str, ...], provider: list[str], batch: list[int], threads: list[int] | None,
             seq_len: list[int] | None,
             shapes: tuple[str, ...], warmup: int, runs: int | None, duration: float | None, ops: bool, top: int,
             torch_ckpt: str | None, opencv: bool, pipeline: str | None, peak: str, json_out: str | None,
             csv_out: str | None, md_out: str | None, plot_out: str | None, assert_p99_ms: float | None,
-            spinning: bool, verbose: bool, **backend: Any) -> None:
+            spinning: bool, verify: bool, data: str | None, verbose: bool, **backend: Any) -> None:
     """Measure latency of MODEL.onnx on this device: cold start, p50/p90/p99, throughput.
 
     Several files (e.g. fp32 / int8 exports) are compared side by side with ratios to the first;
@@ -64,6 +84,7 @@ def profile(models: tuple[str, ...], provider: list[str], batch: list[int], thre
       edgecv profile model.onnx --torch runs/exp1/best.pt --opencv --json -
       edgecv profile text.onnx --seq-len 16,64,256 --assert-p99-ms 20
       edgecv profile foreign.onnx --shape input=1,3,224,224
+      edgecv profile model.onnx model.int8.onnx --provider cpu,openvino --precision f32,bf16 --batch 1,8
     """
     from edgecv.hardware import usable_cores
     from edgecv.runtimes.engine import EngineOptions
@@ -75,12 +96,14 @@ def profile(models: tuple[str, ...], provider: list[str], batch: list[int], thre
     if top < 1:
         raise click.BadParameter(f"{top}: expected a positive integer", param_hint="--top")
     _check_outputs(json_out=json_out, csv_out=csv_out, md_out=md_out, plot_out=plot_out)
+    precisions = backend.pop("precision") or ["auto"]
     opts = ProfileOptions(
         models=list(models), providers=provider, batches=batch, threads=threads or [usable_cores()],
         seq_lens=seq_len or [None], shapes=parse_shapes(shapes),
         warmup=warmup, runs=runs, duration_s=duration, ops=ops, top=top, baselines=_eager_baselines(torch_ckpt, models[0]),
         opencv=opencv, pipeline=pipeline, peak=peak, spinning=spinning, verbose=verbose,
-        engine=EngineOptions(**engine_fields(backend)))
+        engine=EngineOptions(**engine_fields(backend)), precisions=list(dict.fromkeys(precisions)),
+        parity=verify, data=data)
     to_stdout = json_out == "-"
     say = _progress(quiet=to_stdout)
     result = run_profile(opts, progress=say)
@@ -142,8 +165,9 @@ def _emit(result: Any, opts: Any, *, json_out: str | None, csv_out: str | None, 
     header = sysinfo.header_lines(result.env)
     budget = f"{opts.duration_s:g} s" if opts.duration_s else f"{opts.runs or 100} runs"
     header.append(f"warm-up {opts.warmup} runs, then {budget} per configuration; times in ms, "
-                  f"'vs first' = p50 of the first model / p50 of the row; ONNX Runtime thread "
-                  f"spinning {'on' if opts.spinning else 'off'}")
+                  f"'vs first' = p50 of the first row of its batch/threads group / p50 of the row; ONNX Runtime "
+                  f"thread spinning {'on' if opts.spinning else 'off'}")
+    header += _openvino_lines(result)
     public = [{k: v for k, v in row.items() if k != "samples_ms"} for row in result.rows]
     flat = [{k: v for k, v in row.items() if not isinstance(v, dict)} for row in public]
     ops_sections = [(f"operators: {label}", _ops_text(prof, opts.top, markdown=True)) for label, prof in result.ops]
@@ -184,6 +208,19 @@ def _emit(result: Any, opts: Any, *, json_out: str | None, csv_out: str | None, 
     for what, path in (("JSON", json_out), ("CSV", csv_out), ("Markdown", md_out), ("plot", plot_out)):
         if path and path != "-":
             click.echo(f"wrote {what}: {path}")
+
+
+def _openvino_lines(result: Any) -> list[str]:
+    """The OpenVINO version, and that --threads reached it (INFERENCE_NUM_THREADS, read back from
+    the compiled model), whenever an OpenVINO row is in the table."""
+    version = result.env.get("versions", {}).get("openvino")
+    if not version:
+        return []
+    used = sorted({(r.get("threads"), r.get("threads_used")) for r in result.rows if r.get("runtime") == "openvino"},
+                  key=str)
+    compiled = ", ".join(f"--threads {t} -> {u}" for t, u in used if u is not None) or "not read back"
+    return [f"openvino {version}; threads: ONNX Runtime intra_op_num_threads and OpenVINO INFERENCE_NUM_THREADS "
+            f"both follow --threads (OpenVINO compiled: {compiled}); 'precision' = what each engine really ran"]
 
 
 def _ops_text(prof: Any, top: int, *, markdown: bool = False) -> str:

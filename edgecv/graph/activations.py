@@ -1,8 +1,11 @@
 """Feature maps of an ONNX model: list its intermediate tensors, run one image and draw a montage
 of a layer's channels (numpy/onnx/onnxruntime/OpenCV only, never torch).
 
-ONNX Runtime only returns graph outputs, so the chosen tensor is added as an extra output of an
-in-memory copy of the model (the file on disk is untouched). The image goes through the model's
+Engines only return graph outputs, so the chosen tensor is added as an extra output of a copy of
+the model (the file the user gave is untouched). The copy runs on ONNX Runtime's CPU provider by
+default, or on whatever engine the caller's ``open_runner`` opens (``edgecv inspect --provider
+openvino`` hands in an Engine factory: this layer sits below ``edgecv.runtimes`` and cannot
+import it, so the backend is injected, never chosen here by an if/else). The image goes through the model's
 own contract preprocessing when it has one, so the maps are what the deployed model really sees;
 a foreign model's caller hands in a finished ``PreprocessSpec`` (``edgecv inspect`` builds it
 from the same flags as ``edgecv infer``: this layer knows no flags and imports only the core).
@@ -15,13 +18,13 @@ import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Protocol, Sequence
 
 import cv2
 import numpy as np
 
 from edgecv.contract import contract_from_model
-from edgecv.errors import InputError, ModelError
+from edgecv.errors import EdgecvError, InputError, ModelError, short_message
 from edgecv.graph.stats import SHAPE_OPS, fix_input_dims, resolve_shapes
 from edgecv.io import write_bytes_atomic
 from edgecv.onnx_file import graph_inputs, load_onnx
@@ -88,36 +91,79 @@ def _image_spec(model: Any, contract: Any, spec: PreprocessSpec | None = None, *
     return spec.replace(layout="nhwc" if nhwc else "nchw", dtype=dtype)
 
 
+class TensorRunner(Protocol):
+    """What feature maps need from an inference engine: ``run(names, feeds)`` -> arrays. An
+    ``edgecv.runtimes`` Engine is one; this layer cannot import it (graph sits below runtimes), so
+    the caller hands in a factory that opens one."""
+
+    def run(self, names: Sequence[str] | None, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+        """Outputs ``names`` for ``feeds``."""
+
+
+OpenRunner = Callable[[Path], TensorRunner]  # opens an .onnx file on some backend
+
+
+class _OrtCpu:
+    """The default runner: ONNX Runtime on CPU, its log silenced (a failure becomes one line)."""
+
+    def __init__(self, path: Path) -> None:
+        import onnxruntime as ort
+
+        opts = ort.SessionOptions()
+        opts.log_severity_level = 4
+        self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+
+    def run(self, names: Sequence[str] | None, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+        return self.session.run(None if names is None else list(names), feeds)
+
+    def describe(self) -> str:
+        return "onnxruntime CPUExecutionProvider"
+
+
 def compute_activation(model_path: str | os.PathLike[str], image_path: str | os.PathLike[str],
-                       layer: str, *, spec: PreprocessSpec | None = None) -> np.ndarray:
-    """Run one image through the model and return ``layer``'s tensor (batch axis included)."""
-    import onnxruntime as ort
+                       layer: str, *, spec: PreprocessSpec | None = None,
+                       open_runner: OpenRunner | None = None) -> np.ndarray:
+    """Run one image through the model and return ``layer``'s tensor (batch axis included).
+
+    ``open_runner`` opens the model (with ``layer`` added as an output, written to a temporary
+    file) on the backend of the caller's choice -- ``edgecv inspect --provider openvino`` hands in
+    an engine factory; ONNX Runtime on CPU when None."""
+    value, _ = _activation(model_path, image_path, layer, spec=spec, open_runner=open_runner)
+    return value
+
+
+def _activation(model_path: str | os.PathLike[str], image_path: str | os.PathLike[str], layer: str, *,
+                spec: PreprocessSpec | None, open_runner: OpenRunner | None) -> tuple[np.ndarray, str]:
+    """(``layer``'s tensor, a description of what ran it)."""
+    import tempfile
+
     from onnx import helper
 
     model = load_onnx(model_path)
+    name = Path(model_path).name
     names = {t.name: t for t in list_tensors(model)}
     names.update({o.name: None for o in model.graph.output})
     if layer not in names:
-        raise InputError(f"{Path(model_path).name}: no tensor named {layer!r}; "
-                         f"{_suggest(layer, list(names))} (list them with --layers)")
+        raise InputError(f"{name}: no tensor named {layer!r}; {_suggest(layer, list(names))} (list them with --layers)")
     contract = contract_from_model(model, source=str(model_path))
-    spec = _image_spec(model, contract, spec, source=Path(model_path).name)
+    spec = _image_spec(model, contract, spec, source=name)
     x = preprocess_image(load_image(image_path), spec)[None]  # (1, C, H, W) or (1, H, W, C)
-
-    work = copy.deepcopy(model)
-    if layer not in {o.name for o in work.graph.output}:
-        work.graph.output.append(helper.make_empty_tensor_value_info(layer))
-    opts = ort.SessionOptions()
-    opts.log_severity_level = 4  # a failure is reported as one line below, not by ORT's C++ log too
-    try:
-        session = ort.InferenceSession(work.SerializeToString(), opts, providers=["CPUExecutionProvider"])
-        input_name = session.get_inputs()[0].name
-        (value,) = session.run([layer], {input_name: x})
-    except Exception as exc:  # noqa: BLE001 - ORT raises its own exception types
-        text = " ".join(str(exc).split())[:200]
-        raise ModelError(f"{Path(model_path).name}: cannot run the model on {Path(image_path).name} "
-                         f"({text})") from None
-    return np.asarray(value)
+    if layer not in {o.name for o in model.graph.output}:
+        model.graph.output.append(helper.make_empty_tensor_value_info(layer))  # the file is untouched
+    with tempfile.TemporaryDirectory(prefix="edgecv-activations-") as tmp:
+        work = Path(tmp) / name
+        work.write_bytes(model.SerializeToString())
+        try:
+            runner = (open_runner or _OrtCpu)(work)
+            describe = getattr(runner, "describe", None)
+            ran = describe() if callable(describe) else type(runner).__name__
+            (value,) = runner.run([layer], {graph_inputs(model)[0].name: x})
+        except EdgecvError:  # the backend's own one-line error (an absent device, a missing extra)
+            raise
+        except Exception as exc:  # noqa: BLE001 - each backend raises its own exception types
+            raise ModelError(f"{name}: cannot run the model on {Path(image_path).name} "
+                             f"({short_message(exc)})") from None
+    return np.asarray(value), ran
 
 
 def _suggest(name: str, valid: list[str]) -> str:
@@ -165,14 +211,15 @@ def montage(activation: np.ndarray, *, max_channels: int = 64, tile: int = 96, g
 
 def write_montage(model_path: str | os.PathLike[str], image_path: str | os.PathLike[str], layer: str,
                   out_path: str | os.PathLike[str], *, max_channels: int = 64,
-                  spec: PreprocessSpec | None = None) -> dict[str, Any]:
+                  spec: PreprocessSpec | None = None, open_runner: OpenRunner | None = None) -> dict[str, Any]:
     """Compute ``layer`` for one image and write its channel montage PNG; returns a summary.
 
-    ``spec`` overrides the model's own preprocessing (a foreign model has none to offer)."""
+    ``spec`` overrides the model's own preprocessing (a foreign model has none to offer);
+    ``open_runner`` picks the backend (see :func:`compute_activation`)."""
     out = Path(out_path)
     if out.suffix.lower() not in (".png", ".jpg", ".jpeg", ".bmp"):
         raise InputError(f"{out}: expected a .png (or .jpg/.bmp) output path")
-    value = compute_activation(model_path, image_path, layer, spec=spec)
+    value, ran = _activation(model_path, image_path, layer, spec=spec, open_runner=open_runner)
     picture = montage(value, max_channels=max_channels, layer=layer)
     ok, encoded = cv2.imencode(out.suffix.lower(), picture)
     if not ok:
@@ -181,4 +228,4 @@ def write_montage(model_path: str | os.PathLike[str], image_path: str | os.PathL
     shown = min(max_channels, value.shape[1] if value.ndim == 4 else 1)
     return {"layer": layer, "shape": list(value.shape), "channels_shown": int(shown),
             "output": str(out), "min": float(value.min()), "max": float(value.max()),
-            "mean": float(value.mean())}
+            "mean": float(value.mean()), "engine": ran}

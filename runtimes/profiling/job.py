@@ -1,16 +1,30 @@
-"""One ``edgecv profile`` run: sweep, baselines, roofline, per-operator breakdown, pipeline.
+"""One ``edgecv profile`` run: sweep, baselines, roofline, parity, per-operator breakdown, pipeline.
 
 The CLI turns options into a :class:`ProfileOptions` and calls :func:`run_profile`; everything
 that measures lives here and in the modules it calls, so the same run is scriptable from Python.
+
+Side by side: every model x provider x precision lands in one table, ordered model-major within
+each (batch, threads, seq-len) group, whose first row is the reference of the "vs first" ratios.
+Parity: a row that is not its model's ONNX Runtime CPU fp32 run is compared with that run on the
+same inputs (``--data`` images, else synthetic ones): max |diff| and top-1 agreement, so the cost
+of OpenVINO's bf16 or of an int8 file is measured, not guessed.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Sequence
 
+import numpy as np
+from edgecv.runtimes.engine import provider_family
 from edgecv.runtimes.profiling import roofline, sweep
 
-from edgecv.errors import EdgecvError
+from edgecv.errors import EdgecvError, InputError
+
+# provider families whose engine chooses its own arithmetic (EngineOptions.precision): only these
+# are measured once per --precision value; ONNX Runtime runs what the file holds
+PRECISION_FAMILIES = frozenset({"openvino"})
+PARITY_SAMPLES = 16  # synthetic inputs per parity check (rounded up to whole batches)
+PARITY_IMAGES = 32  # --data images per parity check
 
 
 @dataclass
@@ -31,6 +45,10 @@ class ProfileOptions:
     opencv: bool = False
     pipeline: str | None = None
     peak: str = "onnxruntime"  # "onnxruntime" | "numpy" | "off"
+    # precisions to sweep on engines that choose their own (OpenVINO); None = the engine option's
+    precisions: list[str] | None = None
+    parity: bool = True  # compare rows with their model's ONNX Runtime CPU fp32 run
+    data: str | None = None  # image folder/files for the parity inputs (else synthetic inputs)
     # ONNX Runtime's default: intra-op threads spin between runs, which is what a latency-bound
     # deployment gets. ``edgecv infer``'s stream loop turns it off (it starves capture threads).
     spinning: bool = True
@@ -59,11 +77,11 @@ class ProfileReport:
     pipeline: dict[str, Any] | None = None
 
 
-_RUNTIME_ORDER = {"onnxruntime": 0, "torch": 1, "opencv": 2}
+_RUNTIME_ORDER = {"onnxruntime": 0, "openvino": 0, "torch": 1, "opencv": 2}
 
 
 def run_profile(opts: ProfileOptions, *, progress: Callable[[str], None] | None = None) -> ProfileReport:
-    """Measure every configuration, then add baselines, roofline and ratios.
+    """Measure every configuration, then add baselines, roofline, parity and ratios.
 
     A configuration that cannot be built or run becomes a "skipped: ..." notice and the others
     are still measured; only a sweep in which nothing ran is an error (one line, before anything
@@ -79,31 +97,62 @@ def run_profile(opts: ProfileOptions, *, progress: Callable[[str], None] | None 
     if not configs:
         raise sweep.nothing_measured(skipped)
     notices: list[str] = []
-    measured, failed = sweep.run_sweep(configs, warmup=opts.warmup, runs=opts.runs, duration_s=opts.duration_s,
-                                       shapes=opts.shapes, verbose=opts.verbose, notices=notices,
-                                       spinning=opts.spinning, progress=lambda cfg: say(cfg.label),
-                                       engine_options=opts.engine_template())
+    measured, failed = _sweep_precisions(opts, configs, notices, say)
     skipped += failed
     if not measured:
         raise sweep.nothing_measured(skipped)
-    notices[:0] = [s.notice for s in skipped]
-    results = [res for _cfg, res in measured]
-    ops = _ops(opts, measured, notices, say) if opts.ops else []
-    results += _baselines(opts, [cfg for cfg, _res in measured], notices, say)
+    notices[:0] = list(dict.fromkeys(s.notice for s in skipped))
+    pairs = [(cfg, res) for cfg, res, _rank in measured]
+    if opts.parity:
+        _add_parity(opts, measured, infos, notices, say)
+    ops = _ops(opts, pairs, notices, say) if opts.ops else []
+    results = [res for _cfg, res in pairs] + _baselines(opts, [cfg for cfg, _res in pairs], notices, say)
     order = {info.name: i for i, info in enumerate(infos)}
-    lead = results[0].provider
-    results.sort(key=lambda r: (r.provider != lead, r.batch, r.threads or 0, r.seq_len or 0,
-                                _RUNTIME_ORDER.get(r.runtime, 9) > 0, order.get(r.model, len(order)),
+    rank = {id(res): r for _cfg, res, r in measured}
+    results.sort(key=lambda r: (r.batch, r.threads or 0, r.seq_len or 0, _RUNTIME_ORDER.get(r.runtime, 9) > 0,
+                                order.get(r.model, len(order)), rank.get(id(r), (0, 0)),
                                 _RUNTIME_ORDER.get(r.runtime, 9)))
-    # sort puts each group's first-model ONNX Runtime row first, so ratios read "vs first model"
+    # each (batch, threads, seq) group opens with the first model on the first provider and
+    # precision, so "vs first" reads "x times the speed of the first row"
     _add_roofline(opts, results, infos, notices, say)
     rows = report.add_ratios([r.to_dict(samples=True) for r in results])
     env = sysinfo.collect(p for r in results for p in r.providers)
+    if any(r.runtime == "openvino" for r in results):
+        from edgecv.runtimes.openvino_engine import import_openvino
+
+        env["versions"]["openvino"] = import_openvino().get_version().split("-")[0]
     out = ProfileReport(rows, env, notices, ops)
     if opts.pipeline:
         out.pipeline = run_pipeline(opts, infos[0], say)
         rows[0]["pipeline"] = out.pipeline  # --json: the stream loop belongs to the first model
     return out
+
+
+def _sweep_precisions(opts: ProfileOptions, configs: Sequence[sweep.Config], notices: list[str],
+                      say: Callable[[str], None]
+                      ) -> tuple[list[tuple[sweep.Config, sweep.ProfileResult, tuple[int, int]]], list[sweep.Skipped]]:
+    """The sweep once per precision: the first pass runs every configuration, later ones only the
+    providers whose engine chooses its arithmetic. Each result is tagged with the precision asked
+    for and ranked (provider as given, precision as given) for the side-by-side table."""
+    template = opts.engine_template()
+    precisions = list(opts.precisions or [template.precision])
+    measured: list[tuple[sweep.Config, sweep.ProfileResult, tuple[int, int]]] = []
+    skipped: list[sweep.Skipped] = []
+    for index, precision in enumerate(precisions):
+        todo = [c for c in configs if index == 0 or provider_family(c.provider) in PRECISION_FAMILIES]
+        if not todo:
+            continue
+        tag = f" precision {precision}" if len(precisions) > 1 else ""
+        done, failed = sweep.run_sweep(todo, warmup=opts.warmup, runs=opts.runs, duration_s=opts.duration_s,
+                                       shapes=opts.shapes, verbose=opts.verbose, notices=notices,
+                                       spinning=opts.spinning, progress=lambda cfg, tag=tag: say(cfg.label + tag),
+                                       engine_options=replace(template, precision=precision))
+        for cfg, res in done:
+            if provider_family(cfg.provider) in PRECISION_FAMILIES:
+                res.extra["precision_hint"] = precision
+            measured.append((cfg, res, (opts.providers.index(cfg.provider), index)))
+        skipped += failed
+    return measured, skipped
 
 
 def _baselines(opts: ProfileOptions, configs: Sequence[sweep.Config], notices: list[str],
@@ -173,7 +222,7 @@ def _add_roofline(opts: ProfileOptions, results: list[sweep.ProfileResult], info
     macs_cache: dict[tuple[Any, ...], int | None] = {}
     peaks: dict[int | None, float | None] = {}
     for r in results:
-        info = by_name.get(r.model) if r.runtime in ("onnxruntime", "opencv") else infos[0]
+        info = by_name.get(r.model) or infos[0]  # a handed-in baseline (a checkpoint) ran the first model's inputs
         if info is None:
             continue
         key = (info.name, r.batch, r.seq_len)
@@ -213,6 +262,9 @@ def _ops(opts: ProfileOptions, measured: Sequence[tuple[sweep.Config, sweep.Prof
     out = []
     runs = min(opts.runs or 50, 200)
     for cfg, result in measured:
+        if result.runtime != "onnxruntime":
+            notices.append(f"no operator profile: {cfg.label}: --ops reads ONNX Runtime's own trace")
+            continue
         say(f"per-operator profile: {cfg.label}")
         feeds = sweep.synthesize_inputs(cfg.model, batch=cfg.batch, seq_len=cfg.seq_len, shapes=opts.shapes)
         try:
@@ -227,6 +279,106 @@ def _ops(opts: ProfileOptions, measured: Sequence[tuple[sweep.Config, sweep.Prof
             f" seq {cfg.seq_len}" if cfg.seq_len else "")
         out.append((label, prof))
     return out
+
+
+def compare_outputs(got: Sequence[np.ndarray], want: Sequence[np.ndarray]) -> dict[str, Any]:
+    """max |diff| and top-1 agreement of two runs' first outputs over the same input batches
+    (top-1 only for classifier-shaped scores, (N, C) after squeezing 1-sized dims)."""
+    a = np.concatenate([np.asarray(g, dtype=np.float64) for g in got])
+    b = np.concatenate([np.asarray(w, dtype=np.float64) for w in want])
+    if a.shape != b.shape:
+        raise InputError(f"outputs differ in shape: {list(a.shape)} vs {list(b.shape)}")
+    out: dict[str, Any] = {"max_abs": float(np.abs(a - b).max()) if a.size else 0.0, "n": int(a.shape[0]),
+                           "top1_agreement": None}
+    sa, sb = a.reshape(a.shape[0], -1), b.reshape(b.shape[0], -1)
+    if a.ndim >= 2 and sa.shape[1] > 1 and sum(d > 1 for d in a.shape[1:]) == 1:
+        out["top1_agreement"] = float((sa.argmax(axis=1) == sb.argmax(axis=1)).mean())
+    return out
+
+
+def _references(infos: Sequence[sweep.ModelInfo]) -> dict[str, sweep.ModelInfo]:
+    """Each model's fp32 reference: itself when it is not quantized, else the first unquantized
+    model given with the same inputs (the fp32 export an int8 file came from), else itself."""
+    plain = [i for i in infos if not i.quantized]
+    out = {}
+    for info in infos:
+        same = [p for p in plain if [(x.name, x.shape, x.dtype) for x in p.inputs]
+                == [(x.name, x.shape, x.dtype) for x in info.inputs]]
+        out[info.name] = info if not info.quantized or not same else same[0]
+    return out
+
+
+def _add_parity(opts: ProfileOptions, measured: Sequence[tuple[sweep.Config, sweep.ProfileResult, Any]],
+                infos: Sequence[sweep.ModelInfo], notices: list[str], say: Callable[[str], None]) -> None:
+    """Compare every row but the references themselves with the reference on ONNX Runtime CPU
+    (same inputs, first output); a check that cannot run is a notice, the latency row stands."""
+    from edgecv.runtimes.engine import EngineOptions, open_engine
+
+    refs = _references(infos)
+    template = opts.engine_template()
+    cache: dict[Any, Any] = {}
+    for cfg, result, _rank in measured:
+        ref = refs[cfg.model.name]
+        if ref is cfg.model and result.runtime == "onnxruntime" and result.provider == "cpu":
+            continue
+        say(f"parity: {cfg.label}")
+        try:
+            batches, source = _parity_inputs(opts, cfg, cache)
+            if ref.name not in cache:
+                cache[ref.name] = open_engine(ref.path, EngineOptions(provider="cpu"))
+            want = [cache[ref.name].run(None, feeds)[0] for feeds in batches]
+            engine = open_engine(cfg.model.path, replace(template, provider=cfg.provider, threads=cfg.threads,
+                                                         precision=result.extra.get("precision_hint", "auto")))
+            check = compare_outputs([engine.run(None, feeds)[0] for feeds in batches], want)
+        except Exception as exc:  # noqa: BLE001 - a backend's own error types too: the latency row stands
+            notices.append(f"no parity: {cfg.label}: {sweep.Skipped(cfg, exc).reason}")  # type: ignore[arg-type]
+            continue
+        result.extra.update(parity_max_abs=check["max_abs"], parity_top1=check["top1_agreement"],
+                            parity_n=check["n"], parity_inputs=source, threads_used=engine.threads,
+                            parity_ref=f"{ref.name} ({cache[ref.name].backend} cpu, {cache[ref.name].precision})")
+
+
+def _parity_inputs(opts: ProfileOptions, cfg: sweep.Config, cache: dict[tuple[Any, ...], Any]
+                   ) -> tuple[list[dict[str, np.ndarray]], str]:
+    """Input batches for one configuration: ``--data`` images through the model's own
+    preprocessing when it is a one-input image model, else synthetic inputs (several seeds)."""
+    info = cfg.model
+    if opts.data and len(info.inputs) == 1 and len(info.inputs[0].shape) == 4:
+        key = ("images", info.name)
+        if key not in cache:
+            cache[key] = _images(opts.data, info)
+        images = cache[key]
+        reps = -(-cfg.batch // len(images))  # fewer images than one batch: repeat them
+        images = np.concatenate([images] * reps)[: max(cfg.batch, len(images) // cfg.batch * cfg.batch)]
+        batches = [{info.inputs[0].name: images[i:i + cfg.batch]} for i in range(0, len(images), cfg.batch)]
+        return batches, f"{len(images)} images from {opts.data}"
+    count = -(-PARITY_SAMPLES // cfg.batch)
+    batches = [sweep.synthesize_inputs(info, batch=cfg.batch, seq_len=cfg.seq_len, shapes=opts.shapes, seed=100 + i)
+               for i in range(count)]
+    return batches, f"{count * cfg.batch} synthetic inputs"
+
+
+def _images(data: str, info: sweep.ModelInfo) -> np.ndarray:
+    """Up to PARITY_IMAGES images under ``data``, preprocessed as ``edgecv infer`` would."""
+    from edgecv.runtimes.foreign import build_spec
+    from edgecv.runtimes.sources import collect_images
+
+    from edgecv.preprocess import load_image, preprocess_image
+
+    inp = info.inputs[0]
+    base = info.contract.preprocess if info.contract is not None else None
+    spec = build_spec(input_shape=list(inp.shape), input_dtype=np.dtype(inp.dtype).name, base=base, overrides=None)
+    arrays = []
+    for path in collect_images([data])[:PARITY_IMAGES * 2]:
+        try:
+            arrays.append(preprocess_image(load_image(path), spec))
+        except InputError:  # an unreadable file is not a reason to drop the comparison
+            continue
+        if len(arrays) == PARITY_IMAGES:
+            break
+    if not arrays:
+        raise InputError(f"--data {data}: no readable images")
+    return np.stack(arrays)
 
 
 def run_pipeline(opts: ProfileOptions, info: sweep.ModelInfo, say: Callable[[str], None]) -> dict[str, Any]:

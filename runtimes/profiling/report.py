@@ -1,9 +1,10 @@
 """Profile reports: a readable table, JSON, CSV, Markdown and a latency-distribution plot.
 
 Comparisons are ratios of medians measured in the same process run: every result is compared with
-the first result of the same (provider, batch, threads, seq-len) group, which is the first model
-given on the command line, so ``fp32.onnx int8.onnx --torch ckpt`` reads "x times the speed of
-fp32" on every row.
+the first result of the same (batch, threads, seq-len) group -- the first model given on the
+command line, on the first provider and precision -- so ``fp32.onnx int8.onnx --provider
+cpu,openvino`` reads "x times the speed of fp32 on ONNX Runtime" on every row. Rows name their
+provider and precision only where the table holds more than one of them.
 """
 from __future__ import annotations
 
@@ -17,38 +18,68 @@ from edgecv.io import write_json_atomic, write_text_atomic
 from edgecv.table import format_table, markdown_table
 
 COLUMNS: list[tuple[str, str]] = [
-    ("model", "model"), ("runtime", "runtime"), ("provider", "provider"), ("batch", "batch"),
+    ("model", "model"), ("runtime", "runtime"), ("provider", "provider"), ("precision", "precision"), ("batch", "batch"),
     ("threads", "threads"), ("seq_len", "seq"), ("create_ms", "create ms"), ("first_run_ms", "1st run ms"),
-    ("p50_ms", "p50 ms"), ("p90_ms", "p90 ms"), ("p99_ms", "p99 ms"), ("mean_ms", "mean ms"),
+    ("p50_ms", "p50 ms"), ("p90_ms", "p90 ms"), ("p99_ms", "p99 ms"),
+    # GPU rows with I/O binding: host-to-device copy and compute p50 measured apart (CPU rows have
+    # none, so the columns are dropped); TensorRT rows: whether the engine came from the cache
+    ("h2d_ms", "h2d ms"), ("compute_ms", "compute ms"), ("tensorrt_cache", "TRT engine"), ("mean_ms", "mean ms"),
     ("std_ms", "std ms"), ("min_ms", "min ms"), ("max_ms", "max ms"), ("runs", "runs"),
     ("throughput", "items/s"), ("gflops", "GFLOP/s"), ("pct_peak", "% peak"), ("speedup", "vs first"),
+    ("parity_max_abs", "max |diff|"), ("parity_top1", "top-1 agree"),
 ]
 
 
 def _group_key(row: dict[str, Any]) -> tuple[Any, ...]:
-    return (row.get("provider"), row.get("batch"), row.get("threads"), row.get("seq_len"))
+    return (row.get("batch"), row.get("threads"), row.get("seq_len"))
+
+
+def _labeller(rows: Sequence[dict[str, Any]]) -> Any:
+    """``row -> "a.onnx (onnxruntime)"``, adding the provider and precision only when the rows
+    hold more than one of them: "a.onnx (openvino:CPU, bf16)" vs "a.onnx (onnxruntime cpu, fp32)"."""
+    providers = {r.get("provider") for r in rows if r.get("runtime") in ("onnxruntime", "openvino")}
+    precisions = {r.get("precision") for r in rows} - {None}
+
+    def label(row: dict[str, Any]) -> str:
+        runtime, provider = str(row.get("runtime")), str(row.get("provider"))
+        what = provider if provider.startswith(runtime) else f"{runtime} {provider}"
+        parts = [what if len(providers) > 1 else runtime]
+        if len(precisions) > 1 and row.get("precision"):
+            parts.append(str(row["precision"]))
+        return f"{row['model']} ({', '.join(parts)})"
+
+    return label
 
 
 def add_ratios(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Add ``speedup`` (first p50 / this p50) and ``vs`` (the reference) to every row in place."""
     first: dict[tuple[Any, ...], dict[str, Any]] = {}
+    label = _labeller(rows)
     for row in rows:
         ref = first.setdefault(_group_key(row), row)
         row["speedup"] = (ref["p50_ms"] / row["p50_ms"]) if row.get("p50_ms") else None
-        row["vs"] = f"{ref['model']} ({ref['runtime']})"
+        row["vs"] = label(ref)
     return rows
 
 
 def comparison_lines(rows: Sequence[dict[str, Any]]) -> list[str]:
-    """One sentence per non-reference row: "b.onnx (onnxruntime) is 1.8x faster than a.onnx ..."."""
+    """One sentence per non-reference row: "b.onnx (onnxruntime) is 1.8x faster than a.onnx ...",
+    plus what it costs in accuracy where the row carries a parity check."""
     out = []
+    label = _labeller(rows)
     for row in rows:
-        if row.get("speedup") is None or row["vs"] == f"{row['model']} ({row['runtime']})":
+        if row.get("speedup") is None or row["vs"] == label(row):
             continue
         s = row["speedup"]
         word = f"{s:.2f}x faster than" if s >= 1 else f"{1 / s:.2f}x slower than"
         where = f"batch {row['batch']}, threads {row['threads']}" + (f", seq {row['seq_len']}" if row.get("seq_len") else "")
-        out.append(f"{row['model']} ({row['runtime']}) is {word} {row['vs']} at {where} (p50)")
+        cost = ""
+        if row.get("parity_max_abs") is not None:
+            top1 = row.get("parity_top1")
+            cost = (f"; vs {row.get('parity_ref')}: max |diff| {row['parity_max_abs']:.3g}"
+                    + (f", top-1 agreement {100 * top1:.1f}%" if top1 is not None else "")
+                    + f" on {row.get('parity_inputs')}")
+        out.append(f"{label(row)} is {word} {row['vs']} at {where} (p50){cost}")
     return out
 
 
@@ -69,7 +100,10 @@ def _fmt_num(value: Any) -> str:
 
 
 FORMATTERS = {key: _fmt_ms for key, _ in COLUMNS if key.endswith("_ms")}
-FORMATTERS.update(speedup=_fmt_ratio, pct_peak=_fmt_pct, throughput=_fmt_num, gflops=_fmt_num)
+FORMATTERS.update(speedup=_fmt_ratio, pct_peak=_fmt_pct, throughput=_fmt_num, gflops=_fmt_num,
+                  tensorrt_cache=lambda v: "-" if not v else str(v.get("state", "-")),
+                  parity_max_abs=lambda v: "-" if v is None else f"{v:.2e}",
+                  parity_top1=lambda v: "-" if v is None else f"{100 * v:.1f}%")
 
 
 def _columns(rows: Sequence[dict[str, Any]]) -> list[tuple[str, str]]:
