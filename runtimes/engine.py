@@ -32,6 +32,8 @@ BACKENDS: dict[str, str] = {
 }
 # families that take a device after a colon ("openvino:GPU")
 DEVICE_FAMILIES = frozenset({"openvino"})
+# families whose engine chooses (and can be told) its inference precision (--precision)
+PRECISION_FAMILIES = frozenset({"openvino"})
 
 
 @dataclass(frozen=True)

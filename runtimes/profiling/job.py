@@ -15,14 +15,13 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Sequence
 
 import numpy as np
-from edgecv.runtimes.engine import provider_family
+from edgecv.runtimes.engine import PRECISION_FAMILIES, provider_family
 from edgecv.runtimes.profiling import roofline, sweep
 
 from edgecv.errors import EdgecvError, InputError
 
 # provider families whose engine chooses its own arithmetic (EngineOptions.precision): only these
 # are measured once per --precision value; ONNX Runtime runs what the file holds
-PRECISION_FAMILIES = frozenset({"openvino"})
 PARITY_SAMPLES = 16  # synthetic inputs per parity check (rounded up to whole batches)
 PARITY_IMAGES = 32  # --data images per parity check
 

@@ -316,10 +316,10 @@ def profile_config(cfg: Config, *, warmup: int, runs: int | None, duration_s: fl
     if notices is not None:
         notices.extend(n for n in engine.notices if n not in notices)
     fn = engine.runner(feeds)
-    cold = ColdStart(engine.create_ms, _first_run(engine.runner(feeds, quiet=not verbose), cfg))
+    cold = ColdStart(engine.create_ms, _first_run(engine.runner(feeds, quiet=not verbose), cfg, backend=engine.backend))
     stats = measure(fn, warmup=warmup, runs=runs, duration_s=duration_s, items_per_run=cfg.batch)
     seq = seq_of(cfg.model, feeds)
-    extra: dict[str, Any] = {"spinning": spinning, "precision": engine.precision}
+    extra: dict[str, Any] = {"spinning": spinning, "precision": engine.precision, "threads_used": engine.threads}
     # engines with device-resident inputs (CUDA/TensorRT I/O binding) time the host-to-device copy
     # apart from the compute on the same bound buffers; p50 above stays the whole call (copy in,
     # compute, copy out), which is what an application pays. CPU engines have none of this.
@@ -335,11 +335,12 @@ def profile_config(cfg: Config, *, warmup: int, runs: int | None, duration_s: fl
                          stats, cold, list(engine.providers), str(cfg.model.path), extra=extra)
 
 
-def _first_run(fn: Callable[[], Any], cfg: Config) -> float:
+def _first_run(fn: Callable[[], Any], cfg: Config, *, backend: str = "onnxruntime") -> float:
     try:
         return first_run_ms(fn)
-    except Exception as exc:  # ORT's own exception types: shape/dtype mismatch and the like
-        raise ModelError(f"{cfg.model.name}: ONNX Runtime cannot run batch {cfg.batch}"
+    except Exception as exc:  # the backend's own exception types: shape/dtype mismatch and the like
+        name = {"onnxruntime": "ONNX Runtime", "openvino": "OpenVINO"}.get(backend, backend)
+        raise ModelError(f"{cfg.model.name}: {name} cannot run batch {cfg.batch}"
                          f"{f' seq-len {cfg.seq_len}' if cfg.seq_len else ''} ({ort_reason(exc)})") from None
 
 
