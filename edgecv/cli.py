@@ -22,7 +22,7 @@ from typing import Any
 import click
 
 from edgecv._version import __version__
-from edgecv.errors import EdgecvError
+from edgecv.errors import EdgecvError, install_hint
 
 # command name -> (module, attribute, one-line help shown by ``edgecv --help``)
 COMMANDS: dict[str, tuple[str, str, str]] = {
@@ -32,6 +32,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "export": ("edgecv.commands.export", "export", "Export a checkpoint to a verified, self-describing ONNX file."),
     "infer": ("edgecv.commands.infer", "infer", "Classify images, folders, video, cameras, streams or text."),
     "profile": ("edgecv.commands.profile", "profile", "Measure ONNX model latency on this device."),
+    "val": ("edgecv.commands.val", "val", "Accuracy, latency and size of .onnx files side by side: which to ship."),
     "demo": ("edgecv.commands.demo", "demo", "Run the whole chain on a built-in synthetic dataset."),
 }
 
@@ -102,13 +103,14 @@ class LazyGroup(click.Group):
         except EdgecvError as exc:
             raise click.ClickException(_one_line(exc)) from None
         except ModuleNotFoundError as exc:
-            # An edge install has no torch: training/export commands say what to install.
+            # An edge install has no torch: training/export commands say what to install, in one
+            # line; for torch, the CPU-only build first (edgecv.errors.install_hint says why).
             top = (exc.name or "").split(".")[0]
             if top not in OPTIONAL_MODULES:
                 raise
             raise click.ClickException(
                 f"{top} is not installed; 'edgecv {ctx.invoked_subcommand}' needs it: "
-                f"pip install 'edgecv[{OPTIONAL_MODULES[top]}]'"
+                f"{install_hint(top, OPTIONAL_MODULES[top])}"
             ) from None
         except KeyboardInterrupt:
             click.echo("Interrupted.", err=True)

@@ -70,6 +70,11 @@ class ExportOptions:
     verify_size: int = 128  # parity samples from --data (random: 20)
     attention: bool = True  # export attention weights when the model can return them
     seed: int = 0
+    # int8 must beat fp32 on this machine (interleaved timing at these batch sizes, these threads;
+    # None = every usable core); if it does not, see ``stages.int8_speed``
+    int8_speed_check: bool = True
+    int8_speed_threads: int | None = None
+    int8_speed_batches: tuple[int, ...] = (1, 8)
 
 
 @dataclass
@@ -172,7 +177,8 @@ def run_export(source: ExportSource, opts: ExportOptions, *,
     with scratch_dir(paths["fp32"]) as scratch:
         run = ExportRun(source=source, reference=reference, paths=paths, scratch=scratch, say=say,
                         opset=opts.opset, exporter=opts.exporter, attention=attention, calib=calib,
-                        fp32_atol=FP32_ATOL, fp32_rtol=FP32_RTOL)
+                        fp32_atol=FP32_ATOL, fp32_rtol=FP32_RTOL, speed_check=opts.int8_speed_check,
+                        speed_threads=opts.int8_speed_threads, speed_batches=tuple(opts.int8_speed_batches))
         outcomes = _run_stages(run, opts)
         write_files(run, outcomes)
     report = _build_report(source, split, paths, outcomes)
@@ -275,4 +281,7 @@ def _stage_warnings(stages: list[StageReport]) -> list[str]:
         if row.status in ("failed", "error") and row.stage in REDUCED:
             warnings.append(f"{row.stage} FAILED: {row.note}")
         warnings += [f"{row.stage}: {w}" for w in row.details.get("warnings", [])]
+        speed = row.details.get("speed") or {}
+        if speed.get("warning") and row.status not in ("failed", "error"):
+            warnings.append(speed["warning"])
     return warnings

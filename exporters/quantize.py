@@ -12,6 +12,10 @@
   multiply-accumulate can saturate.
 * ``quantize_int8_dynamic``: weights int8, activations quantized at run time; the usual choice for
   LSTM/attention text models whose activation ranges vary with the input.
+* ``float_only_nodes``: the nodes to leave in float when int8 turns out slower than fp32 (see
+  :data:`ORT_CPU_INT8_OPS`): every Quantize/Dequantize pair around an operator without an int8
+  kernel costs two passes over its tensor, which is how MobileNetV3's HardSwish, HardSigmoid and
+  squeeze-excite multiply make int8 slower than fp32.
 
 Every function writes atomically and returns a small info dict; parity is checked by the caller.
 """
@@ -33,6 +37,27 @@ from edgecv.hardware import has_vnni, is_x86, read_cpuinfo
 from edgecv.preprocess import PreprocessSpec
 
 CALIB_BATCH = 16
+
+# Operator types that ONNX Runtime's CPU provider runs on int8 data inside a QDQ graph: its QDQ
+# selectors fuse them with the surrounding DequantizeLinear/QuantizeLinear into int8 kernels
+# (QLinearConv, QGemm/MatMulInteger, QLinearAdd, QLinearMul, QLinearGlobalAveragePool,
+# QLinearAveragePool, QLinearConcat, QLinearSigmoid, QLinearLeakyRelu, QLinearSoftmax,
+# QLinearWhere, QLinearReduceMean), or they only move or clamp uint8 data (Reshape, Transpose,
+# MaxPool, Resize, Relu/Clip folded into the quantization range). Anything else (HardSigmoid,
+# HardSwish, Erf, Div, LayerNormalization, ...) runs in float between a Dequantize and a Quantize.
+ORT_CPU_INT8_OPS = frozenset({
+    "Conv", "MatMul", "Gemm", "Add", "Mul", "Concat", "GlobalAveragePool", "AveragePool", "MaxPool",
+    "Sigmoid", "LeakyRelu", "Softmax", "Where", "ReduceMean", "Resize", "Transpose", "Reshape", "Squeeze",
+    "Unsqueeze", "Flatten", "Gather", "Relu", "Clip", "Split", "Pad", "Slice", "ArgMax", "Identity",
+    "Dropout", "DepthToSpace", "SpaceToDepth",
+})
+# Nodes that compute shapes or constants, not activations: never worth a mention.
+SHAPE_OPS = frozenset({"Shape", "Size", "Constant", "ConstantOfShape", "Cast", "Range"})
+# Ops that are left in float when an input comes from a float-only node: quantizing them would
+# quantize that float result only to multiply by it (HardSwish's x * HardSigmoid(x) once ORT's
+# pre-processing has decomposed it, and the squeeze-excite gate), and ORT's int8 Mul with a
+# broadcast (N, C, 1, 1) gate is slower than the float one.
+FED_BY_FLOAT = frozenset({"Mul"})
 
 
 def cpu_has_vnni(cpuinfo: str | os.PathLike[str] = "/proc/cpuinfo") -> bool | None:
@@ -107,10 +132,47 @@ def _calibration_reader(samples: SampleSet, spec: PreprocessSpec) -> Any:
     return Reader(samples, spec=spec)
 
 
+def name_nodes(model: Any) -> int:
+    """Give every unnamed (or duplicate-named) node a unique name, as ``nodes_to_exclude`` needs:
+    ORT's pre-processing leaves the nodes it creates (a decomposed HardSwish) nameless."""
+    seen: set[str] = set()
+    renamed = 0
+    for i, node in enumerate(model.graph.node):
+        if not node.name or node.name in seen:
+            node.name = f"{node.name or node.op_type}_edgecv{i}"
+            renamed += 1
+        seen.add(node.name)
+    return renamed
+
+
+def float_only_nodes(model: Any, *, int8_ops: frozenset[str] = ORT_CPU_INT8_OPS) -> list[tuple[str, str]]:
+    """(name, op_type) of the nodes to leave in float: operators without an int8 kernel in the
+    target runtime (found by op type from the graph, whatever the architecture), and the Mul
+    nodes that one of them feeds."""
+    nodes = list(model.graph.node)
+    float_only = {n.name for n in nodes if n.op_type not in int8_ops and n.op_type not in SHAPE_OPS}
+    producer = {out: n for n in nodes for out in n.output}
+    fed = {n.name for n in nodes if n.op_type in FED_BY_FLOAT
+           and any(producer.get(i) is not None and producer[i].name in float_only for i in n.input)}
+    return [(n.name, n.op_type) for n in nodes if n.name in float_only | fed]
+
+
+def summarize_exclusions(excluded: list[tuple[str, str]]) -> dict[str, Any]:
+    """For the report: how many nodes of which op type stay float, and their names."""
+    counts: dict[str, int] = {}
+    for _, op in excluded:
+        counts[op] = counts.get(op, 0) + 1
+    return {"nodes": len(excluded), "op_types": dict(sorted(counts.items(), key=lambda kv: -kv[1])),
+            "names": [name for name, _ in excluded]}
+
+
 def quantize_int8_static(src: str | os.PathLike[str], dst: str | os.PathLike[str], *,
                          samples: SampleSet, spec: PreprocessSpec, per_channel: bool = True,
-                         reduce_range: bool | None = None) -> dict[str, Any]:
-    """Static QDQ int8 with per-channel weights, calibrated on ``samples`` (real images)."""
+                         reduce_range: bool | None = None, exclude_float_ops: bool = False) -> dict[str, Any]:
+    """Static QDQ int8 with per-channel weights, calibrated on ``samples`` (real images).
+
+    ``exclude_float_ops``: leave :func:`float_only_nodes` in float (``nodes_to_exclude``), found
+    on the pre-processed graph that is quantized; the info dict then lists them under ``excluded``."""
     from onnxruntime.quantization import (
         CalibrationMethod,
         QuantFormat,
@@ -122,19 +184,33 @@ def quantize_int8_static(src: str | os.PathLike[str], dst: str | os.PathLike[str
         raise InputError("int8 calibration needs real images: pass --data DIR (an image folder)")
     reduce = default_reduce_range() if reduce_range is None else reduce_range
     start = time.perf_counter()
+    excluded: list[tuple[str, str]] = []
 
     def run(prepared: Path, out: Path) -> None:
+        extra: dict[str, Any] = {}
+        if exclude_float_ops:
+            import onnx
+
+            model = onnx.load(str(prepared))
+            name_nodes(model)
+            prepared = out.with_name("named.onnx")  # never rewrite the source (pre-processing may have failed)
+            onnx.save(model, str(prepared))
+            excluded.extend(float_only_nodes(model))
+            extra["nodes_to_exclude"] = [name for name, _ in excluded]
         quantize_static(str(prepared), str(out), _calibration_reader(samples, spec),
                         quant_format=QuantFormat.QDQ, per_channel=per_channel,
                         reduce_range=reduce, activation_type=QuantType.QUInt8,
-                        weight_type=QuantType.QInt8, calibrate_method=CalibrationMethod.MinMax)
+                        weight_type=QuantType.QInt8, calibrate_method=CalibrationMethod.MinMax, **extra)
 
     dest, notes = _quantize_with(src, dst, run, kind="static")
-    return {"path": str(dest), "seconds": time.perf_counter() - start, "method": "static",
+    info = {"path": str(dest), "seconds": time.perf_counter() - start, "method": "static",
             "format": "QDQ", "per_channel": per_channel, "reduce_range": reduce,
             "activations": "uint8", "weights": "int8", "calibration": "minmax",
             "calibration_samples": len(samples), "calibration_source": samples.source,
             "vnni": cpu_has_vnni(), "warnings": notes}
+    if exclude_float_ops:
+        info["excluded"] = summarize_exclusions(excluded)
+    return info
 
 
 def quantize_int8_dynamic(src: str | os.PathLike[str], dst: str | os.PathLike[str], *,

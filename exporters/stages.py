@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import datetime as _dt
 import platform
+import shutil
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
+import numpy as np
 from edgecv.exporters import quantize as _quantize
 from edgecv.exporters.onnx_export import count_nodes, export_onnx, file_size, save_onnx
 from edgecv.exporters.samples import SampleSet
@@ -31,6 +33,9 @@ from edgecv.contract import ModelContract, embed_contract
 from edgecv.errors import EdgecvError
 
 REDUCED = ("fp16", "int8")  # stages that convert the deployed fp32 graph
+# int8 earns its place only when it is at least this much faster than fp32 at every batch size
+# measured: a file as fast as fp32 but less accurate is no reason to ship int8.
+INT8_MIN_SPEEDUP = 1.05
 
 
 @dataclass(frozen=True)
@@ -50,6 +55,10 @@ class ExportRun:
     # (so a caller can tighten them on the pipeline module).
     fp32_atol: float
     fp32_rtol: float
+    # int8 vs fp32 latency on this machine (None threads: every usable core)
+    speed_check: bool = True
+    speed_threads: int | None = None
+    speed_batches: tuple[int, ...] = (1, 8)
 
 
 @dataclass(frozen=True)
@@ -132,8 +141,79 @@ def convert_int8(run: ExportRun, src: Path, dst: Path) -> dict[str, Any]:
     calibrating = f" (calibrating on {len(run.calib)} images from {run.calib.source})" if run.calib else " (dynamic)"
     run.say("quantizing to int8" + calibrating)
     if run.source.task == "image":
-        return _quantize.quantize_int8_static(src, dst, samples=run.calib, spec=run.source.spec)
-    return _quantize.quantize_int8_dynamic(src, dst)
+        info = _quantize.quantize_int8_static(src, dst, samples=run.calib, spec=run.source.spec)
+    else:
+        info = _quantize.quantize_int8_dynamic(src, dst)
+    if run.speed_check:
+        info["speed"] = int8_speed(run, src, dst, info)
+    return info
+
+
+def _speed_feeds(run: ExportRun) -> Callable[[int], dict[str, np.ndarray]]:
+    """Inputs of any batch size made of the real parity samples (tiled when there are fewer)."""
+    batches = run.reference.batches
+    pool = max(batches, key=len) if run.source.task == "text" else np.concatenate(batches)
+    name = "input_ids" if run.source.task == "text" else "input"
+
+    def feeds(batch: int) -> dict[str, np.ndarray]:
+        reps = -(-batch // len(pool))
+        return {name: np.ascontiguousarray(np.concatenate([pool] * reps)[:batch])}
+
+    return feeds
+
+
+def _timings(run: ExportRun, fp32: Path, int8: Path) -> list[dict[str, Any]]:
+    from edgecv.runtimes.ab_timing import compare_latency
+
+    pairs = compare_latency(fp32, int8, _speed_feeds(run), batches=run.speed_batches, threads=run.speed_threads)
+    return [p.to_dict("fp32", "int8") for p in pairs]
+
+
+def _worst(rows: list[dict[str, Any]]) -> float:
+    return min(r["speedup"] for r in rows)
+
+
+def int8_speed(run: ExportRun, fp32: Path, int8: Path, info: dict[str, Any]) -> dict[str, Any]:
+    """int8 vs fp32 latency on this machine (same threads, interleaved runs, medians). When int8
+    is not faster, quantize again with the operators that have no int8 kernel (and the Mul
+    they feed) left in float, measure again and keep the faster int8 file; if int8 is still not
+    faster, the result carries one warning line that recommends fp32."""
+    from edgecv.hardware import usable_cores
+
+    threads = run.speed_threads or usable_cores()
+    run = replace(run, speed_threads=threads)
+    batches = ", ".join(map(str, run.speed_batches))
+    run.say(f"timing int8 vs fp32 ({threads} thread{'s' if threads != 1 else ''}, batch {batches})")
+    attempts = [{"variant": "every quantizable operator", "excluded": None, "latency": _timings(run, fp32, int8)}]
+    if _worst(attempts[0]["latency"]) < INT8_MIN_SPEEDUP and run.source.task == "image":
+        retry = run.scratch / "int8-float-ops.onnx"
+        run.say("int8 is not faster: quantizing again with the operators that have no int8 kernel left in float")
+        again = _quantize.quantize_int8_static(fp32, retry, samples=run.calib, spec=run.source.spec,
+                                               exclude_float_ops=True)
+        if again["excluded"]["nodes"]:
+            attempts.append({"variant": "operators without int8 kernels left in float",
+                             "excluded": again["excluded"], "latency": _timings(run, fp32, retry)})
+            if _worst(attempts[1]["latency"]) > _worst(attempts[0]["latency"]):
+                shutil.move(str(retry), str(int8))
+                info["excluded"] = again["excluded"]
+    chosen = max(range(len(attempts)), key=lambda i: _worst(attempts[i]["latency"]))
+    faster = _worst(attempts[chosen]["latency"]) >= INT8_MIN_SPEEDUP
+    result = {"threads": threads, "batches": list(run.speed_batches), "min_speedup": INT8_MIN_SPEEDUP,
+              "attempts": attempts, "chosen": chosen, "faster": faster, "recommended": "int8" if faster else "fp32",
+              "warning": None if faster else _slow_warning(run, attempts)}
+    return result
+
+
+def _slow_warning(run: ExportRun, attempts: list[dict[str, Any]]) -> str:
+    """One line: how fast int8 is next to fp32, what was tried, which file to deploy instead."""
+    best = max(attempts, key=lambda a: _worst(a["latency"]))
+    speeds = ", ".join(f"{r['speedup']:.2f}x at batch {r['batch']}" for r in best["latency"])
+    tried = ""
+    if len(attempts) > 1:
+        ops = ", ".join(f"{n} {op}" for op, n in attempts[1]["excluded"]["op_types"].items())
+        tried = f", even with {attempts[1]['excluded']['nodes']} nodes without int8 kernels left in float ({ops})"
+    return (f"int8 is not faster than fp32 on this CPU (int8 / fp32 speed: {speeds}; p50, {run.speed_threads} "
+            f"threads){tried}; deploy {run.paths['fp32'].name} (fp32)")
 
 
 # stage -> (converter, top-1 agreement needed to pass, top-1 agreement below which to warn)
@@ -160,7 +240,21 @@ def reduced_stage(run: ExportRun, stage: str, src: Path) -> StageOutcome:
     return StageOutcome(stage, status, graph=tmp, dest=run.paths[stage], size=file_size(tmp),
                         nodes=graph_nodes(tmp), seconds=info.get("seconds"), parity=parity.to_dict(),
                         note=parity.error or parity.warning, details=details,
-                        export={"quantization" if stage == "int8" else "fp16": details})
+                        export={"quantization" if stage == "int8" else "fp16": contract_details(details)})
+
+
+def contract_details(details: dict[str, Any]) -> dict[str, Any]:
+    """What the file's own contract records of its conversion: the settings and the speed
+    verdict, without the per-node list and the per-attempt timings (the export report has them)."""
+    out = {k: v for k, v in details.items() if k not in ("speed", "excluded")}
+    if details.get("excluded"):
+        out["excluded"] = {k: v for k, v in details["excluded"].items() if k != "names"}
+    speed = details.get("speed")
+    if speed:
+        chosen = speed["attempts"][speed["chosen"]]["latency"]
+        out["speed"] = {"threads": speed["threads"], "recommended": speed["recommended"],
+                        "speedup": {str(r["batch"]): r["speedup"] for r in chosen}}
+    return out
 
 
 def write_files(run: ExportRun, outcomes: list[StageOutcome]) -> None:

@@ -10,7 +10,7 @@ from edgecv.hardware import usable_cores
 
 MARKER = ".edgecv-demo"  # written first: marks a folder the demo may clear and rewrite
 # Everything the demo writes under --out (removed before a rerun, so nothing stale survives).
-OWNED = ("data", "train", "video", "stream", "profile", "model.onnx", "model.int8.onnx",
+OWNED = ("data", "train", "video", "stream", "profile", "val", "model.onnx", "model.int8.onnx",
          "model.fp16.onnx", "model.export.json", "summary.json")
 STEPS = 5
 

@@ -26,7 +26,11 @@ ARTEFACTS: tuple[tuple[str, str, str], ...] = (
     ("confusion matrix", "train/confusion_matrix.png", "best epoch, validation set"),
     ("fp32 model", "model.onnx", "self-describing ONNX (contract in its metadata)"),
     ("int8 model", "model.int8.onnx", "static QDQ int8, calibrated on training images"),
-    ("export report", "model.export.json", "parity of every export stage"),
+    ("export report", "model.export.json", "parity of every export stage, int8 vs fp32 speed"),
+    ("val report", "val/val.md", "edgecv val: fp32 vs int8 accuracy, latency and size, recommendation"),
+    ("val results", "val/val.json", "the same as JSON, with per-class figures and confusion matrices"),
+    ("val confusion (fp32)", "val/model/confusion_matrix.png", "validation images, counts and row-normalised"),
+    ("val confusion (int8)", "val/model.int8/confusion_matrix.png", "the same for the int8 file"),
     ("input video", "video/shapes.mp4", "moving shapes, one class at a time"),
     ("video truth", "video/shapes.truth.json", "label and box of every frame"),
     ("annotated video", "stream/annotated.mp4", "the stream loop's output with predictions"),
@@ -66,6 +70,7 @@ def build_summary(cfg: DemoConfig, out: Path, results: dict[str, Any], *, timing
     """The summary document: settings, figures, artefacts, step times, environment."""
 
     data, trained, export, stream, prof = (results[k] for k in ("data", "train", "export", "stream", "profile"))
+    val = results["val"]["report"]
     fp32 = export.deployed_stage()
     int8 = export.stage("int8")
     fp32_parity, int8_parity = (fp32.parity or {}) if fp32 else {}, (int8.parity or {}) if int8 else {}
@@ -83,11 +88,12 @@ def build_summary(cfg: DemoConfig, out: Path, results: dict[str, Any], *, timing
         "fp32_parity_passed": bool(fp32_parity.get("passed")),
         "fp32_max_abs_diff": fp32_parity.get("max_abs"),
         "fp32_top1_agreement": fp32_parity.get("top1_agreement"),
-        "fp32_accuracy": fp32_parity.get("accuracy"),
         "parity_samples": fp32_parity.get("samples"),
         "int8_status": int8.status if int8 else None,
         "int8_top1_agreement": int8_parity.get("top1_agreement"),
-        "int8_accuracy": int8_parity.get("accuracy"),
+        **val_figures(val),
+        "int8_speed_check": _speed_check(int8),
+        "int8_warning": _int8_warning(export),
         "int8_size_ratio": (int8.details or {}).get("size_ratio") if int8 else None,
         # int8 is calibrated on training images and judged on validation images, never the same
         "int8_calibration_samples": (export.data_split.get("calibration") or {}).get("samples"),
@@ -117,8 +123,41 @@ def build_summary(cfg: DemoConfig, out: Path, results: dict[str, Any], *, timing
     return summary
 
 
+def val_figures(val: Any) -> dict[str, Any]:
+    """The accuracy figures, from ``edgecv val`` on the validation images (fp32 first, then int8)."""
+    fp32 = val.models[0]
+    int8 = val.models[1] if len(val.models) > 1 else None
+    cmp = val.comparison[1] if int8 is not None else {}
+    return {"fp32_accuracy": _round(fp32.top1), "fp32_macro_f1": _round(fp32.macro_f1),
+            "int8_accuracy": _round(int8.top1) if int8 else None,
+            "int8_macro_f1": _round(int8.macro_f1) if int8 else None,
+            "val_samples": fp32.samples, "val_int8_vs_fp32": cmp.get("text"),
+            "val_recommendation": val.recommendation["text"]}
+
+
+def _speed_check(int8: Any) -> dict[str, Any] | None:
+    """int8 vs fp32 speed as the export measured it (the attempt it kept)."""
+    speed = ((int8.details or {}).get("speed") if int8 else None) or None
+    if not speed:
+        return None
+    chosen = speed["attempts"][speed["chosen"]]
+    return {"recommended": speed["recommended"], "threads": speed["threads"],
+            "speedup": {str(r["batch"]): r["speedup"] for r in chosen["latency"]},
+            "excluded_nodes": (chosen.get("excluded") or {}).get("nodes", 0)}
+
+
+def _int8_warning(export: Any) -> str | None:
+    """The export's int8 warnings (slower than fp32, low agreement, failed), joined."""
+    lines = [w for w in export.warnings if w.startswith("int8")]
+    return " | ".join(lines) if lines else None
+
+
 def _pct(value: Any) -> str:
     return "-" if value is None else f"{100 * value:.1f} %"
+
+
+def _num(value: Any) -> str:
+    return "-" if value is None else f"{value:.3f}"
 
 
 def _bytes(value: Any) -> str:
@@ -143,10 +182,15 @@ def format_summary(summary: dict[str, Any]) -> str:
                   f"{'-' if f['fp32_max_abs_diff'] is None else format(f['fp32_max_abs_diff'], '.2e')}, "
                   f"top-1 agreement {_pct(f['fp32_top1_agreement'])} on {f['parity_samples']} images"},
         {"figure": "int8 vs PyTorch",
-         "value": f"top-1 agreement {_pct(f['int8_top1_agreement'])}, accuracy {_pct(f['int8_accuracy'])} "
-                  f"(fp32 {_pct(f['fp32_accuracy'])}), file {_pct(f['int8_size_ratio'])} of fp32; "
+         "value": f"top-1 agreement {_pct(f['int8_top1_agreement'])}, file {_pct(f['int8_size_ratio'])} of fp32; "
                   f"on {f.get('parity_samples')} validation images, calibrated on "
                   f"{f.get('int8_calibration_samples')} other (training) images"},
+        {"figure": "edgecv val",
+         "value": f"top-1 fp32 {_pct(f['fp32_accuracy'])}, int8 {_pct(f['int8_accuracy'])} "
+                  f"(macro F1 {_num(f['fp32_macro_f1'])} / {_num(f['int8_macro_f1'])}) on {f['val_samples']} "
+                  f"validation images" + (f"; int8: {f['val_int8_vs_fp32']}" if f.get("val_int8_vs_fp32") else "")},
+        {"figure": "recommendation", "value": f["val_recommendation"]},
+        *([{"figure": "int8 warning", "value": f["int8_warning"]}] if f.get("int8_warning") else []),
         {"figure": "video stream",
          "value": f"{f['video_frames']} frames at {f['video_fps']:.1f} FPS ({f['stream_model']}), "
                   f"per-frame accuracy {_pct(f['video_frame_accuracy'])}"},

@@ -4,7 +4,9 @@ Five steps, each calling the same public library functions the individual comman
 
 1. generate a coloured-shapes image set (:func:`edgecv.demo.synthetic.make_shapes_dataset`);
 2. train a small classifier on it (:func:`edgecv.training.trainer.train`);
-3. export fp32 + int8 ONNX with parity checks (:func:`edgecv.exporters.run_export`);
+3. export fp32 + int8 ONNX with parity checks (:func:`edgecv.exporters.run_export`), then
+   evaluate both on the validation images as ``edgecv val`` does
+   (:func:`edgecv.runtimes.evaluation.evaluate`): the summary's accuracy figures come from there;
 4. write a video of moving shapes and classify it with the stream loop
    (:func:`edgecv.runtimes.stream.run_stream`), scoring every frame against the video's truth;
 5. profile fp32 vs int8 (:func:`edgecv.runtimes.profiling.job.run_profile`).
@@ -114,10 +116,17 @@ def run_demo(config: DemoConfig | None = None, *, echo: Callable[[str], None] | 
         results["train"] = step(2, f"Training {cfg.model} for {cfg.epochs} epochs on the CPU "
                                    f"({cfg.threads} thread{'s' if cfg.threads != 1 else ''})",
                                 lambda: steps.train(cfg, out, model_kwargs=model_kwargs))
-        results["export"] = step(3, "Exporting fp32 + int8 ONNX with parity checks",
-                                 lambda: steps.export(cfg, out, results["train"], say=say))
+
+        def export_and_validate() -> Any:
+            report = steps.export(cfg, out, results["train"], say=say)
+            results["val"] = steps.validate(cfg, out, report, say=say)
+            return report
+
+        results["export"] = step(3, "Exporting fp32 + int8 ONNX with parity checks, then validating both "
+                                    "(edgecv val)", export_and_validate)
     results["stream"] = step(4, "Classifying the video with the stream loop",
-                             lambda: steps.stream(cfg, out, results["export"], say=say))
+                             lambda: steps.stream(cfg, out, results["export"], say=say,
+                                                  model=Path(results["val"]["report"].recommendation["model"])))
     results["profile"] = step(5, "Profiling fp32 vs int8",
                               lambda: steps.profile(cfg, out, results["export"], say=say))
     total = time.perf_counter() - start

@@ -70,25 +70,59 @@ def export(cfg: DemoConfig, out: Path, trained: Any, *, say: Callable[[str], Non
     n_train = sum(1 for _ in (data / "train").rglob("*.png"))
     n_val = sum(1 for _ in (data / "val").rglob("*.png"))
     opts = ExportOptions(output=out / "model.onnx", data=data, int8=True, calib_size=min(300, n_train),
-                         verify_size=max(4, n_val), seed=cfg.seed)
+                         verify_size=max(4, n_val), seed=cfg.seed, int8_speed_threads=cfg.threads)
     report = run_export(source, opts, progress=lambda m: say(f"      ... {m}"))
     if not report.passed:
         raise EdgecvError(f"export failed parity; see {report.report_path}")
     return report
 
 
-def stream(cfg: DemoConfig, out: Path, report: Any, *, say: Callable[[str], None]) -> dict[str, Any]:
-    """Run the stream loop over the demo video with the int8 model (fp32 if int8 was not kept):
-    annotated mp4 + JSON lines, and per-frame accuracy against the video's truth."""
+def int8_file(report: Any) -> Path | None:
+    """The int8 file when the export wrote it and it passed its checks, else None."""
+    int8 = report.stage("int8")
+    ok = int8 is not None and int8.file and int8.status in ("ok", "warning") and Path(int8.file).exists()
+    return Path(int8.file) if ok else None
+
+
+def int8_recommended(report: Any) -> bool:
+    """int8 was written, passed, and was not found slower than fp32 on this machine."""
+    speed = (report.stage("int8").details or {}).get("speed") if int8_file(report) else None
+    return int8_file(report) is not None and (speed is None or speed.get("recommended") == "int8")
+
+
+def validate(cfg: DemoConfig, out: Path, report: Any, *, say: Callable[[str], None]) -> dict[str, Any]:
+    """``edgecv val``'s library call: fp32 and int8 side by side on the validation images (none
+    of which int8 was calibrated on), with the demo's threads; the accuracy figures of the
+    summary come from here. Writes val.json, val.md and per-model CSV/PNG under ``out/val``."""
+    from edgecv.io import write_json_atomic, write_text_atomic
+    from edgecv.runtimes.engine import EngineOptions
+    from edgecv.runtimes.eval_report import format_markdown, format_report, write_outputs
+    from edgecv.runtimes.evaluation import EvalOptions, evaluate
+
+    models = [Path(report.output)] + ([int8_file(report)] if int8_file(report) else [])
+    say(f"      validating {', '.join(m.name for m in models)} on {out / 'data' / 'val'} (edgecv val)")
+    result = evaluate(models, out / "data", EvalOptions(engine=EngineOptions(provider="cpu", threads=cfg.threads)))
+    folder = out / "val"
+    files = write_outputs(result, folder, warn=lambda m: say(f"      warning: {m}"))
+    files.append(write_json_atomic(folder / "val.json", result.to_dict()))
+    files.append(write_text_atomic(folder / "val.md", format_markdown(result)))
+    for line in format_report(result).splitlines():
+        say(f"      {line}".rstrip())
+    return {"report": result, "json": folder / "val.json", "markdown": folder / "val.md", "files": files}
+
+
+def stream(cfg: DemoConfig, out: Path, report: Any, *, say: Callable[[str], None],
+           model: Path | None = None) -> dict[str, Any]:
+    """Run the stream loop over the demo video with ``model`` (the file ``edgecv val``
+    recommends), else the int8 model (fp32 if int8 was not kept, or was not faster than fp32 on
+    this machine): annotated mp4 + JSON lines, and per-frame accuracy against the video's truth."""
     from edgecv.demo.synthetic import load_video_truth
     from edgecv.runtimes.classifier import load
     from edgecv.runtimes.outputs import JsonlSink, VideoSink
     from edgecv.runtimes.sources import VideoFileSource
     from edgecv.runtimes.stream import StreamOptions, run_stream
 
-    int8 = report.stage("int8")
-    model_path = Path(int8.file) if int8 is not None and int8.file and int8.status in ("ok", "warning") \
-        else Path(report.output)
+    model_path = model or (int8_file(report) if int8_recommended(report) else Path(report.output))
     video = out / "video" / "shapes.mp4"
     truth = {f["frame"]: f["label"] for f in load_video_truth(video)["frames"]}
     clf = load(model_path, provider="cpu", threads=cfg.threads)

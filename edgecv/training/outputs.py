@@ -16,6 +16,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from edgecv.io import write_bytes_atomic, write_json_atomic, write_text_atomic
+from edgecv.plots import write_confusion_png
 
 METRIC_COLUMNS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds", "samples_per_s")
 
@@ -140,23 +141,8 @@ def write_plots(out_dir: Path, history: Sequence[dict[str, Any]], confusion: np.
         plt.close(fig)
         written.append(out_dir / "curves.png")
     if confusion is not None:
-        cm = np.asarray(confusion, dtype=np.int64)
-        n = len(classes)
-        side = min(12, 2 + 0.6 * n)
-        fig, ax = plt.subplots(figsize=(side + 1, side))
-        image = ax.imshow(cm, cmap="Blues")
-        fig.colorbar(image, ax=ax, fraction=0.046)
-        ax.set(xticks=range(n), yticks=range(n), xlabel="predicted", ylabel="true",
-               title="Confusion matrix (best epoch, validation)")
-        ax.set_xticklabels(classes, rotation=45, ha="right")
-        ax.set_yticklabels(classes)
-        if n <= 30:
-            limit = cm.max() / 2 if cm.size else 0
-            for i in range(n):
-                for j in range(n):
-                    ax.text(j, i, str(cm[i, j]), ha="center", va="center",
-                            color="white" if cm[i, j] > limit else "black", fontsize=8)
-        _save_figure(fig, out_dir / "confusion_matrix.png")
-        plt.close(fig)
+        # the same two-panel picture (counts and row-normalised) as `edgecv val` writes
+        write_confusion_png(out_dir / "confusion_matrix.png", confusion, list(classes),
+                            title="Confusion matrix (best epoch, validation)")
         written.append(out_dir / "confusion_matrix.png")
     return written

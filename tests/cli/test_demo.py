@@ -62,6 +62,7 @@ def test_quick_demo_writes_every_artefact(quick_demo: dict[str, Any]) -> None:
     for rel in ("train/best.pt", "train/last.pt", "train/metrics.csv", "train/curves.png",
                 "train/confusion_matrix.png", "model.onnx", "model.int8.onnx", "model.export.json",
                 "video/shapes.mp4", "video/shapes.truth.json", "profile/profile.json", "profile/profile.md",
+                "val/val.json", "val/val.md", "val/model/confusion_matrix.png",
                 "profile/latency.png", "summary.json", ".edgecv-demo"):
         assert (out / rel).is_file() and (out / rel).stat().st_size > 0, rel
     assert len((out / "train" / "metrics.csv").read_text().strip().splitlines()) == 1 + 14
@@ -69,6 +70,42 @@ def test_quick_demo_writes_every_artefact(quick_demo: dict[str, Any]) -> None:
     assert export["passed"] is True and {s["stage"] for s in export["stages"]} >= {"fp32", "int8"}
     profile = json.loads((out / "profile" / "profile.json").read_text())
     assert [row["model"] for row in profile] == ["model.onnx", "model.int8.onnx"]
+
+
+def test_quick_demo_accuracy_figures_come_from_val(quick_demo: dict[str, Any]) -> None:
+    """fp32 and int8 accuracy are edgecv val's, on every validation image (none of them used
+    for int8 calibration), and the stream runs the file val recommends."""
+    out: Path = quick_demo["out"]
+    figures = quick_demo["summary"]["figures"]
+    val = json.loads((out / "val" / "val.json").read_text())
+    assert [Path(m["model"]).name for m in val["models"]] == ["model.onnx", "model.int8.onnx"]
+    fp32, int8 = val["models"]
+    assert fp32["samples"] == int8["samples"] == figures["val_samples"] == 320
+    assert figures["fp32_accuracy"] == pytest.approx(fp32["top1"], abs=1e-4)
+    assert figures["int8_accuracy"] == pytest.approx(int8["top1"], abs=1e-4)
+    assert figures["fp32_macro_f1"] == pytest.approx(fp32["macro_f1"], abs=1e-4)
+    assert figures["val_recommendation"] == val["recommendation"]["text"]
+    assert figures["stream_model"] == val["recommendation"]["name"]
+    for name in ("model", "model.int8"):
+        for file in ("per_class.csv", "confusion_matrix.csv", "confusion_matrix.png"):
+            assert (out / "val" / name / file).stat().st_size > 0
+    speed = figures["int8_speed_check"]
+    assert speed["recommended"] in ("int8", "fp32") and set(speed["speedup"]) == {"1", "8"}
+    assert speed["threads"] == 1
+    export = json.loads((out / "model.export.json").read_text())
+    expected = [w for w in export["warnings"] if w.startswith("int8")]
+    assert figures["int8_warning"] == (" | ".join(expected) if expected else None)
+
+
+def test_summary_shows_the_int8_warning(quick_demo: dict[str, Any]) -> None:
+    from edgecv.demo.report import format_summary
+
+    summary = json.loads(json.dumps(quick_demo["summary"]))
+    text = format_summary(summary)
+    assert "edgecv val" in text and f"recommendation        {summary['figures']['val_recommendation']}" in text
+    assert ("int8 warning" in text) == bool(summary["figures"]["int8_warning"])
+    summary["figures"]["int8_warning"] = "int8 is not faster than fp32 on this CPU (...); deploy model.onnx (fp32)"
+    assert "int8 warning          int8 is not faster than fp32 on this CPU" in format_summary(summary)
 
 
 def test_quick_demo_stream_outputs_match_the_video(quick_demo: dict[str, Any]) -> None:
