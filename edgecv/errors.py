@@ -31,15 +31,32 @@ class MissingDependencyError(EdgecvError):
     """An optional dependency (torch, onnxsim, matplotlib) is needed for this feature."""
 
 
+TESTED_TORCH = "2.13.0"  # the torch release the test suite and docs/benchmarks.md ran on
+TORCH_CPU_INDEX = "https://download.pytorch.org/whl/cpu"  # PyTorch's own CPU-only wheel index
+
+
+def install_hint(module: str, extra: str) -> str:
+    """What to run to get ``module``, as one line (the CLI's errors are one line on stderr).
+
+    For torch, ``pip install 'edgecv[train]'`` alone resolves the newest torch from PyPI, which
+    on Linux carries the whole CUDA stack (gigabytes), even on a CPU-only box or a small edge
+    device. So the hint installs the tested release from PyTorch's CPU-only index first; the
+    extra then finds torch satisfied and adds only the rest. A CUDA machine skips that step."""
+    if module.split(".")[0] == "torch":
+        return (f"pip install torch=={TESTED_TORCH} --index-url {TORCH_CPU_INDEX} (the CPU-only build; "
+                f"skip this on a CUDA machine), then pip install 'edgecv[{extra}]'")
+    return f"pip install 'edgecv[{extra}]'"
+
+
 def require(module: str, extra: str) -> object:
-    """Import an optional dependency or raise a one-line hint naming the extra to install."""
+    """Import an optional dependency or raise a one-line hint naming what to install."""
     import importlib
 
     try:
         return importlib.import_module(module)
     except ImportError as exc:
         raise MissingDependencyError(
-            f"{module} is not installed; this feature needs it: pip install 'edgecv[{extra}]'"
+            f"{module} is not installed; this feature needs it: {install_hint(module, extra)}"
         ) from exc
 
 

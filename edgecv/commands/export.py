@@ -67,16 +67,51 @@ def render(report: Any) -> str:
                             if d.get("calibration_samples") else ""))
     if notes or extra:
         lines += [""] + [f"  {n}" for n in notes + extra]
+    for path in written_models(report):
+        lines.append(f"wrote: {path}")
     lines.append(f"report: {report.report_path}")
     lines.append("export OK" if report.passed else
                  "export FAILED (the files that were written are marked failed in their metadata)")
     return "\n".join(lines)
 
 
+def written_models(report: Any) -> list[str]:
+    """The ONNX files this export left on disk, in stage order, each once (the fp32 and the
+    simplified stage share one file when the simplified graph is kept)."""
+    files = dict.fromkeys(r.file for r in report.stages if r.file)
+    return [f for f in files if Path(f).is_file()]
+
+
+def default_output(checkpoint: Path | None, weights: Path | None) -> Path | None:
+    """``-o`` when it is not given: the weights' own name with ``.onnx``, beside them
+    (``runs/exp/best.pt`` -> ``runs/exp/best.onnx``, ``best.int8.onnx``, ``best.export.json``),
+    so a run folder keeps its model with its checkpoint; None when there is no file to sit beside."""
+    source = checkpoint if checkpoint is not None else weights
+    if source is None:
+        return None
+    return source.with_name((source.stem if source.suffix else source.name) + ".onnx")
+
+
+def _checked_usage(checkpoint: Path | None, *, weights: Path | None, random_init: bool, model_name: str | None,
+                   output: Path | None) -> Path:
+    """Usage errors (exit 2) before anything is loaded; returns the output path to write."""
+    if checkpoint is None and weights is None and not random_init:
+        raise click.UsageError("give a CHECKPOINT, or --model NAME --weights FILE")
+    if (weights is not None or random_init) and model_name is None:
+        raise click.UsageError("--weights/--random-init need --model NAME")
+    if random_init and (weights is not None or checkpoint is not None):
+        raise click.UsageError("--random-init cannot be combined with a checkpoint or --weights")
+    output = output if output is not None else default_output(checkpoint, weights)
+    if output is None:
+        raise click.UsageError("--random-init has no checkpoint to write beside: give -o FILE.onnx")
+    return output
+
+
 @click.command("export")
 @click.argument("checkpoint", required=False, type=click.Path(dir_okay=True, path_type=Path))
-@click.option("-o", "--output", required=True, type=click.Path(path_type=Path),
-              help="Output .onnx file; model.fp16.onnx / model.int8.onnx / model.export.json go beside it.")
+@click.option("-o", "--output", type=click.Path(path_type=Path),
+              help="Output .onnx file; model.fp16.onnx / model.int8.onnx / model.export.json go beside it "
+                   "[beside the checkpoint: runs/exp/best.pt -> runs/exp/best.onnx].")
 @click.option("--data", type=click.Path(path_type=Path),
               help="Image folder or text .csv/.tsv/.jsonl: real samples for parity and int8 calibration "
                    "(never the same ones; with DIR/train + DIR/val: calibrate on train, check on val).")
@@ -103,7 +138,7 @@ def render(report: Any) -> str:
               help="Samples from --data used for parity checks.")
 @click.option("--no-attention", is_flag=True, help="Text models: do not export the attention output.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
-def export(checkpoint: Path | None, output: Path, data: Path | None, opset: int | None, fp16: bool, int8: bool,
+def export(checkpoint: Path | None, output: Path | None, data: Path | None, opset: int | None, fp16: bool, int8: bool,
            calib_size: int, no_simplify: bool, model_name: str | None, weights: Path | None,
            num_classes: int | None, image_size: int | None, random_init: bool, exporter: str,
            verify_size: int, no_attention: bool, as_json: bool) -> None:
@@ -112,18 +147,18 @@ def export(checkpoint: Path | None, output: Path, data: Path | None, opset: int 
     Runs the model at batch 1 and 3 (and two sequence lengths for text) in ONNX Runtime and
     compares with PyTorch; fp32 must match (atol 1e-4, 100% top-1) or the command exits 1.
 
+    Without -o the model goes beside the checkpoint, named after it: runs/exp/best.pt ->
+    runs/exp/best.onnx (+ best.fp16.onnx, best.int8.onnx, best.export.json); the paths are printed.
+
     \b
     Examples:
+      edgecv export runs/exp/best.pt --data data/ --int8   # runs/exp/best.onnx, best.int8.onnx
       edgecv export runs/exp1/best.pt -o model.onnx --data data/val --fp16 --int8
       edgecv export --model mobilenet_v2 --weights mobilenet_v2.pth --num-classes 1000 -o mnv2.onnx
       edgecv inspect model.onnx            # print the embedded contract
     """
-    if checkpoint is None and weights is None and not random_init:
-        raise click.UsageError("give a CHECKPOINT, or --model NAME --weights FILE")
-    if (weights is not None or random_init) and model_name is None:
-        raise click.UsageError("--weights/--random-init need --model NAME")
-    if random_init and (weights is not None or checkpoint is not None):
-        raise click.UsageError("--random-init cannot be combined with a checkpoint or --weights")
+    output = _checked_usage(checkpoint, weights=weights, random_init=random_init, model_name=model_name,
+                            output=output)
     from edgecv.exporters.pipeline import (
         ExportOptions,
         check_destinations,

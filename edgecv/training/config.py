@@ -8,6 +8,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from edgecv.errors import InputError
+from edgecv.training.augment import AUGMENT_PRESETS, DEFAULT_AUGMENT
 
 
 @dataclass
@@ -16,7 +17,7 @@ class TrainConfig:
 
     data: str | None = None  # image folder, or .csv/.tsv/.jsonl file
     model: str = "mobilenet_v2"
-    out: str = "runs/exp"
+    out: str | None = None  # None -> the next free runs/exp, runs/exp2, ... (see setup.claim_run_dir)
     epochs: int = 10
     batch_size: int = 32  # per process under torchrun
     lr: float | None = None  # None -> 1e-3 (AdamW) or 0.05 (SGD)
@@ -38,8 +39,9 @@ class TrainConfig:
     img_size: int | None = None  # None -> the architecture's default
     resize: str = "stretch"  # "stretch" | "short_side": eval/runtime resize, stored in the checkpoint
     grayscale: bool = False
-    augment: bool = True
-    min_crop_scale: float = 0.25
+    augment: str = DEFAULT_AUGMENT  # "none" | "light" | "standard" | "strong" (edgecv.training.augment)
+    hflip: bool = False  # mirror half the images: natural photos yes, characters/digits/text no
+    min_crop_scale: float | None = None  # None -> the preset's smallest crop area
     # text options
     text_column: str = "text"
     label_column: str = "label"
@@ -54,6 +56,13 @@ class TrainConfig:
         written by an older or newer edgecv still load."""
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in known})
+
+    def __post_init__(self) -> None:
+        # augment=True/False (the Python API and configs saved before the presets) -> a preset name
+        if self.augment is True:
+            self.augment = DEFAULT_AUGMENT
+        elif self.augment is False:
+            self.augment = "none"
 
     def validate(self) -> None:
         """Reject impossible settings up front with an error naming the option, before any data
@@ -71,6 +80,10 @@ class TrainConfig:
             raise InputError(f"--optimizer {self.optimizer!r}: expected 'adamw' or 'sgd'")
         if self.resize not in ("stretch", "short_side"):
             raise InputError(f"--resize {self.resize!r}: expected 'stretch' or 'short_side'")
+        if not isinstance(self.augment, str) or self.augment not in AUGMENT_PRESETS:
+            raise InputError(f"--augment {self.augment!r}: expected one of {', '.join(AUGMENT_PRESETS)}")
+        if not isinstance(self.hflip, bool):
+            raise InputError(f"--hflip {self.hflip!r}: expected true or false")
 
 
 MIN_IMG_SIZE = 8  # smallest input any registered image model accepts (edgecv train's --img-size)
@@ -96,7 +109,7 @@ _NUMERIC_BOUNDS: tuple[tuple[str, tuple[float, bool] | None, tuple[float, bool] 
     ("min_freq", (1, True), None, int),
     ("max_len", (1, True), None, int),
 )
-_OPTIONAL = {"lr", "grad_clip", "workers", "unfreeze_at", "img_size"}  # None: the default applies
+_OPTIONAL = {"lr", "grad_clip", "workers", "unfreeze_at", "img_size", "min_crop_scale"}  # None: the default applies
 
 
 def _check_number(name: str, value: Any, *, low: tuple[float, bool] | None, high: tuple[float, bool] | None,

@@ -4,14 +4,16 @@ schedule, device. Kept apart from the run loop in :mod:`edgecv.training.trainer`
 """
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from edgecv.data import is_text_source, read_text_table, scan_image_folder
-from edgecv.errors import InputError, ModelError
+from edgecv.errors import InputError, ModelError, short_message
 from edgecv.hardware import usable_cores
+from edgecv.io import check_writable_dir
 from edgecv.preprocess import IMAGENET_MEAN, IMAGENET_STD, PreprocessSpec, default_spec
 from edgecv.training.datasets import (
     ImageDataset,
@@ -93,7 +95,7 @@ def build_data(cfg: TrainConfig, *, tokenizer_dict: dict[str, Any] | None = None
 
 
 def _build_images(cfg: TrainConfig) -> DataBundle:
-    from edgecv.training.augment import TrainAugment
+    from edgecv.training.augment import build_augment
 
     root = Path(cfg.data)  # type: ignore[arg-type]
     spec = image_spec(cfg, cfg.model)
@@ -118,12 +120,11 @@ def _build_images(cfg: TrainConfig) -> DataBundle:
     if not val_samples:
         raise InputError(f"{root}: no validation images (need at least 2 images in some class, "
                          "or a DATA_DIR/val folder)")
-    augment = None
-    if cfg.augment:
-        augment = TrainAugment(spec=spec, scale=(cfg.min_crop_scale, 1.0))
+    augment = build_augment(spec, cfg.augment, hflip=cfg.hflip, min_crop_scale=cfg.min_crop_scale)
     train_set = ImageDataset(train_samples, spec, transform=augment, seed=cfg.seed)
     val_set = ImageDataset(val_samples, spec, transform=None, seed=cfg.seed)
-    desc = f"{len(train_samples)} train / {len(val_samples)} val images, {len(classes)} classes ({how})"
+    desc = (f"{len(train_samples)} train / {len(val_samples)} val images, {len(classes)} classes ({how}); "
+            f"augment {cfg.augment}{' + hflip' if cfg.hflip else ''}")
     return DataBundle("image", classes, train_set, val_set, preprocess=spec, skipped=skipped,
                       warnings=warnings, description=desc)
 
@@ -278,3 +279,53 @@ def build_scheduler(cfg: TrainConfig, optimizer: Any, steps_per_epoch: int) -> A
 
     schedule = WarmupCosine(cfg.epochs * steps_per_epoch, round(cfg.warmup_epochs * steps_per_epoch))
     return torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+
+
+RUNS_DIR = "runs"  # numbered run folders go here: runs/exp, runs/exp2, ... (as in YOLO's runs/train/exp)
+DEFAULT_RUN_NAME = "exp"
+
+
+def claim_run_dir(name: str | None = None, *, root: str | Path = RUNS_DIR, exist_ok: bool = False) -> Path:
+    """The folder of a run started without ``--out``: ``root/NAME``, else ``root/NAME2``,
+    ``root/NAME3``, ... (the first that does not exist yet), so training twice never refuses and
+    never replaces an earlier run. The folder is created here, atomically (``mkdir`` without
+    ``exist_ok``), so two runs started at once never share one. ``exist_ok`` takes ``root/NAME``
+    as it is (a run there is replaced)."""
+    name = DEFAULT_RUN_NAME if name is None else name
+    if not name or name in (".", "..") or any(sep in name for sep in ("/", "\\")):
+        raise InputError(f"--name {name!r}: expected a folder name without '/' (the run goes to {root}/NAME)")
+    base = Path(root) / name
+    if exist_ok:
+        prepare_out(base, overwrite=True)
+        return base
+    check_writable_dir(base, option="--name")
+    for number in itertools.count(1):
+        candidate = base if number == 1 else base.with_name(f"{name}{number}")
+        try:
+            candidate.mkdir(parents=True, exist_ok=False)
+        except FileExistsError:
+            continue
+        except OSError as exc:
+            raise InputError(f"--name {name}: cannot create {candidate} ({short_message(exc)}); "
+                             "expected a writable folder") from None
+        return candidate
+    raise AssertionError("unreachable")  # itertools.count never ends
+
+
+def prepare_out(out: Path, *, overwrite: bool) -> None:
+    """Check ``out`` can take a run and create it, before any data is read: a file in the way or
+    a folder that cannot be written must fail now, not at the first checkpoint an epoch later."""
+    check_writable_dir(out, option="--out")
+    if (out / "last.pt").exists() and not overwrite:
+        raise InputError(f"{out}: already holds a training run (last.pt); continue it with "
+                         f"--resume {out / 'last.pt'}, replace it with --overwrite, or leave out --out "
+                         f"to train into the next free {RUNS_DIR}/{DEFAULT_RUN_NAME}N")
+    for name in ("last.pt", "best.pt", "train.log"):  # an existing run is replaced file by file
+        if (out / name).is_dir():
+            raise InputError(f"--out {out}: {out / name} is a folder; expected a run folder where "
+                             f"{name} can be written")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # a race with the check above, or a file system that refuses folders
+        raise InputError(f"--out {out}: cannot create the folder ({short_message(exc)}); "
+                         "expected a writable folder") from None

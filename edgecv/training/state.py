@@ -112,3 +112,24 @@ def set_rng_state(state: dict[str, Any]) -> None:
     np.random.set_state((kind, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached))
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def restore_run(ckpt: dict[str, Any], parts: Any) -> int:
+    """Load weights, optimiser, schedule, scaler and RNG states from a checkpoint into ``parts``
+    (the trainer's ``RunParts``; the metrics history comes back through
+    :meth:`RunState.from_checkpoint`); returns the first epoch still to run."""
+    try:
+        parts.model.load_state_dict(ckpt["state_dict"])
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()[0][:160]
+        raise CheckpointError(f"checkpoint weights do not fit model {parts.cfg.model!r} ({first})") from None
+    parts.optimizer.load_state_dict(ckpt["optimizer"])
+    parts.scheduler.load_state_dict(ckpt["scheduler"])
+    # A larger --epochs on resume stretches the cosine schedule to the new end.
+    for fn in getattr(parts.scheduler, "lr_lambdas", []):
+        if hasattr(fn, "total_steps"):
+            fn.total_steps = max(1, parts.cfg.epochs * len(parts.train_loader))
+    if parts.scaler is not None and ckpt.get("scaler"):
+        parts.scaler.load_state_dict(ckpt["scaler"])
+    set_rng_state(ckpt["rng"])
+    return int(ckpt["epoch"]) + 1

@@ -6,10 +6,13 @@ improves) written atomically, holding everything needed to resume bit-exactly: w
 optimiser, LR schedule, AMP scaler, RNG states, epoch, history and best metric. The same code
 runs single-process or as one rank of a ``torchrun`` job (only rank 0 writes).
 
+Without ``out``, a run goes to the next free ``runs/exp``, ``runs/exp2``, ... (``name`` replaces
+``exp``), so training twice never refuses and never replaces the first run.
+
 Example::
 
     import edgecv
-    result = edgecv.train("data/shapes", model="simple_cnn", img_size=32, epochs=5, out="runs/shapes")
+    result = edgecv.train("data/shapes", model="simple_cnn", img_size=32, epochs=5)  # -> runs/exp
     print(result.best_val_acc, result.best_checkpoint)
 """
 from __future__ import annotations
@@ -21,8 +24,8 @@ from typing import Any
 
 import numpy as np
 
-from edgecv.errors import CheckpointError, InputError, short_message
-from edgecv.io import check_writable_dir, write_json_atomic
+from edgecv.errors import CheckpointError, EdgecvError, InputError
+from edgecv.io import write_json_atomic
 from edgecv.training import setup
 from edgecv.training.config import TrainConfig
 from edgecv.training.distributed import (
@@ -39,13 +42,13 @@ from edgecv.training.outputs import (
     write_plots,
     write_summary,
 )
-from edgecv.training.setup import DataBundle, select_device
+from edgecv.training.setup import DataBundle, claim_run_dir, prepare_out, select_device
 from edgecv.training.state import (
     RunState,
+    restore_run,
     resume_config,
     rng_state,
     seed_everything,
-    set_rng_state,
 )
 
 
@@ -73,11 +76,28 @@ class TrainResult:
                 "skipped_images": len(self.skipped_images)}
 
 
+@dataclass(frozen=True)
+class RunOptions:
+    """How a run is launched and reported, as opposed to what it trains (:class:`TrainConfig`):
+    nothing here changes the weights, so none of it is saved in the checkpoint."""
+
+    overwrite: bool = False  # replace a run in --out (or runs/NAME)
+    quiet: bool = False  # only warnings and the final line
+    silent: bool = False  # only warnings: the caller prints its own result (--json)
+    name: str | None = None  # runs/NAME instead of runs/exp when out is not given
+    exist_ok: bool = False  # take runs/NAME as it is (no numbering); a run there is replaced
+
+
 def train(data: str | None = None, *, resume: str | None = None, overwrite: bool = False,
-          quiet: bool = False, config: TrainConfig | None = None, **options: Any) -> TrainResult:
+          quiet: bool = False, silent: bool = False, name: str | None = None, exist_ok: bool = False,
+          config: TrainConfig | None = None, **options: Any) -> TrainResult:
     """Train a classifier; see :class:`TrainConfig` for ``options``. With ``resume`` (a
     ``last.pt``), the run continues from its checkpoint; ``options`` may raise ``epochs`` or
-    change ``device``/``workers``/``out``, and ``model`` must match the checkpoint's."""
+    change ``device``/``workers``/``out``, and ``model`` must match the checkpoint's.
+
+    Without ``out`` the run goes to the next free ``runs/NAME``, ``runs/NAME2``, ... (``name``
+    defaults to ``exp``; ``exist_ok`` takes ``runs/NAME`` as it is). ``quiet`` prints only
+    warnings and the final line, ``silent`` only warnings (see :class:`RunOptions`)."""
     ckpt = None
     if resume is not None:
         cfg, ckpt = resume_config(resume, data, options)
@@ -88,6 +108,10 @@ def train(data: str | None = None, *, resume: str | None = None, overwrite: bool
         if unknown:
             raise InputError(f"unknown training option(s): {', '.join(sorted(unknown))}")
     cfg.validate()
+    if name is not None and cfg.out is not None:
+        raise InputError(f"--name {name!r} names a folder under runs/; give either --out or --name, not both")
+    run_opts = RunOptions(overwrite=overwrite or resume is not None, quiet=quiet, silent=silent, name=name,
+                          exist_ok=exist_ok)
 
     device = select_device(cfg.device)
     dist = init_distributed(device.type)
@@ -97,30 +121,11 @@ def train(data: str | None = None, *, resume: str | None = None, overwrite: bool
             import torch
 
             device = torch.device("cuda", dist.local_rank)
-        result = _run(cfg, device=device, dist=dist, ckpt=ckpt, overwrite=overwrite or resume is not None,
-                      quiet=quiet)
+        result = _run(cfg, device=device, dist=dist, ckpt=ckpt, opts=run_opts)
         succeeded = True
         return result
     finally:
         cleanup_distributed(dist, succeeded=succeeded)
-
-
-def _prepare_out(out: Path, *, overwrite: bool) -> None:
-    """Check ``out`` can take a run and create it, before any data is read: a file in the way or
-    a folder that cannot be written must fail now, not at the first checkpoint an epoch later."""
-    check_writable_dir(out, option="--out")
-    if (out / "last.pt").exists() and not overwrite:
-        raise InputError(f"{out}: already holds a training run (last.pt); continue it with "
-                         f"--resume {out / 'last.pt'}, replace it with --overwrite, or choose another --out")
-    for name in ("last.pt", "best.pt", "train.log"):  # an existing run is replaced file by file
-        if (out / name).is_dir():
-            raise InputError(f"--out {out}: {out / name} is a folder; expected a run folder where "
-                             f"{name} can be written")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:  # a race with the check above, or a file system that refuses folders
-        raise InputError(f"--out {out}: cannot create the folder ({short_message(exc)}); "
-                         "expected a writable folder") from None
 
 
 @dataclass
@@ -147,39 +152,63 @@ class RunParts:
     placeholder: Any = None  # one-sample input for a DDP step whose images all failed to decode
 
 
-def _run(cfg: TrainConfig, *, device: Any, dist: DistInfo, ckpt: dict[str, Any] | None, overwrite: bool,
-         quiet: bool) -> TrainResult:
+def _run(cfg: TrainConfig, *, device: Any, dist: DistInfo, ckpt: dict[str, Any] | None,
+         opts: RunOptions) -> TrainResult:
     """One run on this rank: claim the output folder, build everything, train the remaining
     epochs and write the final outputs (rank 0)."""
-    out = Path(cfg.out)
-    _claim_out(out, dist, overwrite=overwrite, fresh=ckpt is None)
-    log = RunLog(out, enabled=dist.is_main, quiet=quiet)
-    seed_everything(cfg.seed)
-    data = _load_data(cfg, ckpt, log)
-    parts = _build_parts(cfg, data, out=out, device=device, dist=dist, ckpt=ckpt, log=log)
+    numbered = cfg.out is None and not (opts.exist_ok or opts.overwrite)
+    out = _claim_out(cfg, dist, opts, fresh=ckpt is None)
+    log = RunLog(out, enabled=dist.is_main, quiet=opts.quiet or opts.silent)
+    try:
+        seed_everything(cfg.seed)
+        data = _load_data(cfg, ckpt, log)
+        parts = _build_parts(cfg, data, out=out, device=device, dist=dist, ckpt=ckpt, log=log)
+    except EdgecvError:
+        if numbered and dist.is_main:
+            _drop_empty_run(out)  # a typo in the data path must not use up runs/exp, exp2, ...
+        raise
     state, start_epoch = RunState(), 1
     if ckpt is not None:
         state = RunState.from_checkpoint(ckpt)
-        start_epoch = _restore(ckpt, parts)
+        start_epoch = restore_run(ckpt, parts)
     _announce(parts, state, ckpt, log)
-    skipped = _train_epochs(parts, state, start_epoch=start_epoch, log=log, quiet=quiet)
-    return _finish(parts, state, skipped, log)
+    skipped = _train_epochs(parts, state, start_epoch=start_epoch, log=log, opts=opts)
+    return _finish(parts, state, skipped, log, opts)
 
 
-def _claim_out(out: Path, dist: DistInfo, *, overwrite: bool, fresh: bool) -> None:
-    """Rank 0 checks and creates the output folder; a fresh run (not a resume) starts a fresh log."""
-    problem = None
+def _claim_out(cfg: TrainConfig, dist: DistInfo, opts: RunOptions, *, fresh: bool) -> Path:
+    """Rank 0 picks (``runs/expN``), checks and creates the output folder and every rank takes
+    its choice, which ``cfg.out`` then records; a fresh run (not a resume) starts a fresh log."""
+    problem, out = None, cfg.out
     if dist.is_main:
         try:
-            _prepare_out(out, overwrite=overwrite)
+            if cfg.out is None:
+                out = str(claim_run_dir(opts.name, exist_ok=opts.exist_ok or opts.overwrite))
+            else:
+                prepare_out(Path(cfg.out), overwrite=opts.overwrite or opts.exist_ok)
         except InputError as exc:
             problem = str(exc)
     # Every rank learns rank 0's verdict, so no rank waits forever for one that gave up.
-    problem = broadcast_object(problem, dist)
+    problem, out = broadcast_object((problem, out), dist)
     if problem:
         raise InputError(problem)
-    if dist.is_main and fresh and (out / "train.log").exists():
-        (out / "train.log").unlink()  # a fresh run (--overwrite) starts a fresh log; resume appends
+    cfg.out = out
+    path = Path(out)
+    if dist.is_main and fresh and (path / "train.log").exists():
+        (path / "train.log").unlink()  # a fresh run (--overwrite) starts a fresh log; resume appends
+    return path
+
+
+def _drop_empty_run(out: Path) -> None:
+    """Remove a numbered run folder that this run created and that holds no checkpoint."""
+    if (out / "last.pt").exists():
+        return
+    for name in ("train.log", "config.json"):
+        (out / name).unlink(missing_ok=True)
+    try:
+        out.rmdir()
+    except OSError:  # something else is in there: leave it
+        pass
 
 
 def _load_data(cfg: TrainConfig, ckpt: dict[str, Any] | None, log: RunLog) -> DataBundle:
@@ -234,15 +263,20 @@ def _announce(parts: RunParts, state: RunState, ckpt: dict[str, Any] | None, log
         log(f"resumed from epoch {ckpt['epoch']} (best val acc {state.best_val_acc:.4f} at epoch {state.best_epoch})")
 
 
-def _train_epochs(parts: RunParts, state: RunState, *, start_epoch: int, log: RunLog, quiet: bool) -> list[str]:
-    """The epoch loop: train, validate, log, checkpoint (rank 0). Returns every skipped image."""
+def _train_epochs(parts: RunParts, state: RunState, *, start_epoch: int, log: RunLog,
+                  opts: RunOptions) -> list[str]:
+    """The epoch loop: train, validate, log, checkpoint (rank 0). Returns every skipped image.
+    On a terminal each epoch shows a progress bar; elsewhere (a log file, CI) a plain line per
+    epoch and a heartbeat line inside long epochs (:class:`~edgecv.training.loop.Heartbeat`)."""
     # Looked up per run (not at import), so tests can interrupt an epoch by patching the loop module.
-    from edgecv.training.loop import evaluate, train_one_epoch
+    from edgecv.training.loop import epoch_line, evaluate, metrics_row, train_one_epoch
 
     cfg, dist = parts.cfg, parts.dist
     ddp_model = _wrap(parts.model, dist, parts.device)
     all_skipped = list(parts.data.skipped)
     frozen = cfg.freeze_backbone  # _build_parts froze it; unfrozen from --unfreeze-at on
+    chatty = dist.is_main and not (opts.quiet or opts.silent)
+    say = _print_line if chatty else None
     for epoch in range(start_epoch, cfg.epochs + 1):
         if frozen and cfg.unfreeze_at is not None and epoch >= cfg.unfreeze_at:
             frozen = False
@@ -254,36 +288,30 @@ def _train_epochs(parts: RunParts, state: RunState, *, start_epoch: int, log: Ru
         tr = train_one_epoch(ddp_model, parts.train_loader, optimizer=parts.optimizer, scheduler=parts.scheduler,
                              scaler=parts.scaler, criterion=parts.criterion, device=parts.device, dist=dist,
                              amp=parts.amp, grad_clip=parts.grad_clip, placeholder=parts.placeholder,
-                             desc=f"epoch {epoch}/{cfg.epochs}", show_progress=not quiet)
+                             desc=f"epoch {epoch}/{cfg.epochs}", show_progress=chatty, heartbeat=say)
         # The plain module, not the DDP wrapper: DDP's forward broadcasts buffers, a collective
         # that a rank with fewer (or no readable) validation batches would never join.
         va = evaluate(parts.model, parts.val_loader, criterion=parts.criterion, device=parts.device,
-                      num_classes=len(parts.data.classes), dist=dist, amp=parts.amp)
+                      num_classes=len(parts.data.classes), dist=dist, amp=parts.amp,
+                      desc=f"epoch {epoch}/{cfg.epochs} validation", heartbeat=say)
         new_bad = sorted(set(tr.bad + va.bad) - set(all_skipped))
         all_skipped += new_bad
         _report_skipped(log, new_bad, "images failed to decode and were skipped")
-        row = _metrics_row(epoch, tr, va, lr=parts.optimizer.param_groups[0]["lr"])
+        row = metrics_row(epoch, tr, va, lr=parts.optimizer.param_groups[0]["lr"])
         is_best = state.record(row, confusion=va.confusion)
-        log(_epoch_line(row, tr, va, epochs=cfg.epochs, is_best=is_best))
+        log(epoch_line(row, tr, va, epochs=cfg.epochs, is_best=is_best))
         if dist.is_main:
             _save_epoch(parts, _payload(parts, state, epoch, row), is_best=is_best, state=state)
     return all_skipped
 
 
-def _metrics_row(epoch: int, tr: Any, va: Any, *, lr: float) -> dict[str, Any]:
-    """One epoch's line of ``metrics.csv`` (and of the checkpoint's history)."""
-    return {"epoch": epoch, "train_loss": tr.loss, "train_acc": tr.acc, "val_loss": va.loss, "val_acc": va.acc,
-            "lr": lr, "seconds": round(tr.seconds + va.seconds, 3), "samples_per_s": round(tr.samples_per_s, 1)}
+def _print_line(message: str) -> None:
+    print(message, flush=True)
 
 
-def _epoch_line(row: dict[str, Any], tr: Any, va: Any, *, epochs: int, is_best: bool) -> str:
-    return (f"epoch {row['epoch']}/{epochs}  train loss {tr.loss:.4f} acc {tr.acc:.4f}  val loss {va.loss:.4f} "
-            f"acc {va.acc:.4f}  lr {row['lr']:.2e}  {row['seconds']:.1f}s  {tr.samples_per_s:.0f} samples/s"
-            f"{'  *best*' if is_best else ''}")
-
-
-def _finish(parts: RunParts, state: RunState, skipped: list[str], log: RunLog) -> TrainResult:
-    """The run's result; rank 0 also writes the curves and the best epoch's confusion matrix."""
+def _finish(parts: RunParts, state: RunState, skipped: list[str], log: RunLog, opts: RunOptions) -> TrainResult:
+    """The run's result; rank 0 also writes the curves and the best epoch's confusion matrix,
+    and prints the final line, which ``quiet`` keeps (only ``silent`` drops it)."""
     out = parts.out
     result = TrainResult(out_dir=out, model=parts.cfg.model, classes=parts.data.classes,
                          best_val_acc=state.best_val_acc, best_epoch=state.best_epoch, history=state.history,
@@ -291,7 +319,10 @@ def _finish(parts: RunParts, state: RunState, skipped: list[str], log: RunLog) -
     if parts.dist.is_main:
         confusion = np.asarray(state.best_confusion) if state.best_confusion is not None else None
         write_plots(out, state.history, confusion, parts.data.classes, log)
-        log(f"best val acc {result.best_val_acc:.4f} at epoch {result.best_epoch}; outputs in {out}")
+        final = f"best val acc {result.best_val_acc:.4f} at epoch {result.best_epoch}; outputs in {out}"
+        log(final)
+        if opts.quiet and not opts.silent:
+            _print_line(final)  # RunLog keeps quiet; the final line is the one thing -q promises
     return result
 
 
@@ -322,8 +353,9 @@ def _report_skipped(log: RunLog, paths: list[str], what: str) -> None:
 
 
 def _payload(parts: RunParts, state: RunState, epoch: int, row: dict[str, Any]) -> dict[str, Any]:
-    """One checkpoint: everything :func:`_restore` and :meth:`RunState.from_checkpoint` need to
-    continue bit-exactly, plus what export and inference read (model, classes, preprocessing)."""
+    """One checkpoint: everything :func:`~edgecv.training.state.restore_run` and
+    :meth:`RunState.from_checkpoint` need to continue bit-exactly, plus what export and inference
+    read (model, classes, preprocessing)."""
     plain, data, scaler = unwrap(parts.model), parts.data, parts.scaler
     return {
         "model": parts.cfg.model, "model_kwargs": dict(getattr(plain, "edgecv_kwargs", {})), "task": data.task,
@@ -354,26 +386,6 @@ def _save_epoch(parts: RunParts, payload: dict[str, Any], *, is_best: bool, stat
                         "best_epoch": state.best_epoch, "epochs_done": payload["epoch"], "epochs": cfg.epochs,
                         "final": state.history[-1], "preprocess": payload["preprocess"],
                         "best_checkpoint": str(out / "best.pt"), "last_checkpoint": str(out / "last.pt")})
-
-
-def _restore(ckpt: dict[str, Any], parts: RunParts) -> int:
-    """Load weights, optimiser, schedule, scaler and RNG states from a checkpoint (the metrics
-    history comes back through :meth:`RunState.from_checkpoint`); returns the first epoch still to run."""
-    try:
-        parts.model.load_state_dict(ckpt["state_dict"])
-    except RuntimeError as exc:
-        first = str(exc).strip().splitlines()[0][:160]
-        raise CheckpointError(f"checkpoint weights do not fit model {parts.cfg.model!r} ({first})") from None
-    parts.optimizer.load_state_dict(ckpt["optimizer"])
-    parts.scheduler.load_state_dict(ckpt["scheduler"])
-    # A larger --epochs on resume stretches the cosine schedule to the new end.
-    for fn in getattr(parts.scheduler, "lr_lambdas", []):
-        if hasattr(fn, "total_steps"):
-            fn.total_steps = max(1, parts.cfg.epochs * len(parts.train_loader))
-    if parts.scaler is not None and ckpt.get("scaler"):
-        parts.scaler.load_state_dict(ckpt["scaler"])
-    set_rng_state(ckpt["rng"])
-    return int(ckpt["epoch"]) + 1
 
 
 def load_config_json(path: str) -> TrainConfig:

@@ -1,10 +1,13 @@
 """The CLI group itself: version, help, module entry point, error conversion."""
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import click
+import pytest
 from click.testing import CliRunner
 
 from edgecv import __version__
@@ -46,13 +49,46 @@ def test_library_errors_become_one_line_exit_1() -> None:
     assert usage.exit_code == 2
 
 
-def test_training_without_torch_is_a_one_line_hint(tmp_path) -> None:
-    (tmp_path / "a").mkdir()
-    (tmp_path / "b").mkdir()
-    code = ("import sys; sys.modules['torch'] = None; from edgecv.cli import main; "
-            f"main(['train', {str(tmp_path)!r}, '--out', {str(tmp_path / 'run')!r}])")
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 1
-    assert "Traceback" not in proc.stderr
-    assert proc.stderr.strip().splitlines() == [
-        "Error: torch is not installed; 'edgecv train' needs it: pip install 'edgecv[train]'"]
+BLOCK_TORCH = "import sys\nsys.modules['torch'] = None  # as on an edge device without PyTorch\n"
+TORCH_HINT = ("pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu (the CPU-only build; "
+              "skip this on a CUDA machine), then pip install 'edgecv[train]'")
+
+
+def _edgecv_without_torch(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
+    """The real ``edgecv`` console script (``python -m edgecv`` if it is not on disk), with torch
+    blocked by a sitecustomize on PYTHONPATH."""
+    site = tmp_path / "site"
+    site.mkdir(exist_ok=True)
+    (site / "sitecustomize.py").write_text(BLOCK_TORCH, encoding="utf-8")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")])}
+    script = Path(sys.executable).with_name("edgecv")
+    cmd = [str(script)] if script.is_file() else [sys.executable, "-m", "edgecv"]
+    return subprocess.run([*cmd, *args], capture_output=True, text=True, env=env, timeout=120, cwd=tmp_path)
+
+
+@pytest.mark.parametrize("command", ["train", "export", "demo", "models"])
+def test_without_torch_each_command_is_a_one_line_cpu_first_hint(tmp_path: Path, command: str) -> None:
+    (tmp_path / "data" / "a").mkdir(parents=True)
+    (tmp_path / "data" / "b").mkdir(parents=True)
+    (tmp_path / "best.pt").write_bytes(b"never read: torch is missing first")
+    args = {"train": ["train", "data", "--out", "run"], "export": ["export", "best.pt"],
+            "demo": ["demo", "--out", "demo", "--quick"], "models": ["models"]}[command]
+    proc = _edgecv_without_torch(tmp_path, *args)
+    assert proc.returncode == 1, (proc.stdout, proc.stderr)
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert lines[0].startswith("Error: torch is not installed; ") and lines[0].endswith(TORCH_HINT)
+    if command in ("train", "export"):
+        assert f"'edgecv {command}' needs it" in lines[0]
+    assert not any((tmp_path / name).exists() for name in ("run", "demo", "best.onnx", "runs"))
+
+
+def test_install_hints() -> None:
+    from edgecv.errors import MissingDependencyError, install_hint, require
+
+    assert install_hint("torch", "train") == TORCH_HINT
+    assert install_hint("torch.nn", "train") == TORCH_HINT
+    assert install_hint("onnxsim", "train") == "pip install 'edgecv[train]'"  # torch is there already
+    assert install_hint("matplotlib", "plot") == "pip install 'edgecv[plot]'"
+    with pytest.raises(MissingDependencyError, match="edgecv\\[plot\\]"):
+        require("edgecv_no_such_module", "plot")

@@ -45,7 +45,7 @@ def test_resume_checkpoint_of_another_model(shapes, tmp_path):
     assert res.exit_code == 1
     assert "Error: " in res.output and "checkpoint is for model 'simple_cnn', not 'squeezenet1_1'" in res.output
     assert len(res.output.strip().splitlines()) == 1
-    res = _run(shapes, *TINY, "--epochs", "1", "--out", out)  # would overwrite the run
+    res = _run(shapes, *TINY, "--epochs", "1", "--out", out)  # an explicit --out is never replaced silently
     assert res.exit_code == 1 and "already holds a training run" in res.output
 
 
@@ -139,3 +139,56 @@ def test_help_is_torch_free_and_has_an_example():
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert "edgecv train data/ --model mobilenet_v2" in proc.stdout and "--resume" in proc.stdout
+
+
+def test_q_prints_exactly_the_final_line(shapes, tmp_path):
+    out = tmp_path / "run"
+    res = _run(shapes, *TINY, "--epochs", "2", "--out", out, "-q")
+    assert res.exit_code == 0, res.output
+    assert res.stderr == ""
+    lines = res.stdout.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("best val acc ") and lines[0].endswith(f"outputs in {out}")
+
+
+def test_train_twice_writes_runs_exp_then_exp2(shapes, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    for expected in ("runs/exp", "runs/exp2"):
+        res = _run(shapes, *TINY, "--epochs", "1", "-q")
+        assert res.exit_code == 0, res.output
+        assert res.stdout.strip().endswith(f"outputs in {expected}")
+    res = _run(shapes, *TINY, "--epochs", "1", "-q", "--name", "shapes")
+    assert res.stdout.strip().endswith("outputs in runs/shapes")
+    res = _run(shapes, *TINY, "--epochs", "1", "-q", "--name", "shapes", "--exist-ok")
+    assert res.stdout.strip().endswith("outputs in runs/shapes")
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["exp", "exp2", "shapes"]
+    res = _run(shapes, *TINY, "--epochs", "1", "--name", "x", "--out", tmp_path / "o")
+    assert res.exit_code == 2 and "--name" in res.output
+
+
+def test_augment_options_reach_the_config(shapes, tmp_path):
+    cases = ((["--no-augment"], "none", False), (["--augment", "strong", "--hflip"], "strong", True),
+             ([], "light", False))
+    for args, augment, hflip in cases:
+        out = tmp_path / "-".join(args or ["default"])
+        res = _run(shapes, *TINY, "--epochs", "1", "-q", "--out", out, *args)
+        assert res.exit_code == 0, res.output
+        config = json.loads((out / "config.json").read_text())
+        assert (config["augment"], config["hflip"]) == (augment, hflip)
+        assert f"augment {augment}{' + hflip' if hflip else ''}" in (out / "train.log").read_text()
+    res = _run(shapes, *TINY, "--no-augment", "--augment", "standard")
+    assert res.exit_code == 2 and "--no-augment contradicts --augment standard" in res.output
+    assert _run(shapes, *TINY, "--augment", "heavy").exit_code == 2
+
+
+def test_piped_output_is_plain_lines_and_the_final_line(shapes, tmp_path):
+    """A real subprocess with stdout piped (not a terminal): no progress bar, one line per epoch."""
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "edgecv", "train", str(shapes), *TINY, "--epochs", "2", "--out", str(out)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "\r" not in proc.stdout + proc.stderr and "it/s" not in proc.stderr  # no tqdm bar anywhere
+    epochs = [ln for ln in proc.stdout.splitlines() if ln.startswith("epoch ")]
+    assert [ln.split()[1] for ln in epochs] == ["1/2", "2/2"]
+    assert proc.stdout.splitlines()[-1].endswith(f"outputs in {out}")
+    quiet = subprocess.run(cmd[:-1] + [str(tmp_path / "q"), "-q"], capture_output=True, text=True, timeout=300)
+    assert quiet.returncode == 0 and len(quiet.stdout.splitlines()) == 1 and quiet.stderr == ""

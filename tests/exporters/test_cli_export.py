@@ -160,3 +160,33 @@ def test_failed_quantization_pre_processing_is_a_warning_on_stderr_and_in_the_re
     assert len(warned) == 1 and warned[0].startswith("Warning: int8: ") and "simulated symbolic" in warned[0]
     report = json.loads((tmp_path / "t.export.json").read_text())
     assert any(w.startswith("int8: ") and "quant_pre_process" in w for w in report["warnings"])
+
+
+def test_without_o_the_model_goes_beside_the_checkpoint(trained_cnn: Path, shapes_dir: Path, tmp_path: Path) -> None:
+    run = tmp_path / "runs" / "exp"
+    run.mkdir(parents=True)
+    best = run / "best.pt"
+    best.write_bytes(trained_cnn.read_bytes())
+    result = invoke(best, "--data", shapes_dir, "--fp16", "--int8", "--calib-size", "16", "--verify-size", "16",
+                    "--no-simplify")
+    assert result.exit_code == 0, result.output
+    assert listing(run) == ["best.export.json", "best.fp16.onnx", "best.int8.onnx", "best.onnx", "best.pt"]
+    for name in ("best.onnx", "best.fp16.onnx", "best.int8.onnx"):
+        assert f"wrote: {run / name}" in result.stdout
+    assert f"report: {run / 'best.export.json'}" in result.stdout
+    assert read_contract(run / "best.int8.onnx").export["precision"] == "int8"
+
+
+def test_default_output_rules(tmp_path: Path) -> None:
+    from edgecv.commands.export import default_output
+
+    assert default_output(Path("runs/exp/best.pt"), None) == Path("runs/exp/best.onnx")
+    assert default_output(None, Path("w/mobilenet_v2.pth")) == Path("w/mobilenet_v2.onnx")
+    assert default_output(Path("ckpt"), None) == Path("ckpt.onnx")
+    assert default_output(None, None) is None
+    result = CliRunner().invoke(cli, ["export", "--model", "simple_cnn", "--random-init"])
+    assert result.exit_code == 2 and "give -o" in result.output
+    weights = _bare(tmp_path)  # bare state dict: the model goes beside the weights too
+    result = invoke("--model", "simple_cnn", "--weights", weights, "--num-classes", 4, "--no-simplify")
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "bare.onnx").is_file() and f"wrote: {tmp_path / 'bare.onnx'}" in result.stdout
