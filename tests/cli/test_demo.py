@@ -217,7 +217,10 @@ def test_without_torch_the_demo_says_which_extra_to_install(tmp_path: Path) -> N
     proc = subprocess.run([sys.executable, "-c", code, str(tmp_path / "out")], capture_output=True, text=True,
                           timeout=60)
     assert proc.returncode == 1
-    assert proc.stderr.strip() == "Error: torch is not installed; this feature needs it: pip install 'edgecv[train]'"
+    from edgecv.errors import install_hint
+
+    assert proc.stderr.strip() == f"Error: torch is not installed; this feature needs it: {install_hint('torch', 'train')}"
+    assert "--index-url https://download.pytorch.org/whl/cpu" in proc.stderr  # the CPU build first
     assert not (tmp_path / "out").exists()
 
 
