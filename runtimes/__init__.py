@@ -17,12 +17,14 @@ from edgecv.runtimes.foreign import PreprocessOverrides
 from edgecv.runtimes.inputs import InputInfo, check_input
 from edgecv.runtimes.labels import imagenet_labels, load_labels
 from edgecv.runtimes.session import PROVIDER_CHOICES, SessionInfo, create_session
-from edgecv.runtimes.sources import FakeCapture, LiveSource, open_source
-from edgecv.runtimes.stream import StreamOptions, StreamReport, run_pipeline, run_stream
+from edgecv.runtimes.multistream import MultiStreamOptions, MultiStreamReport, run_multistream
+from edgecv.runtimes.sources import FakeCapture, LiveSource, StreamLost, open_source, open_stream
+from edgecv.runtimes.stream import FrameResult, StreamOptions, StreamReport, run_pipeline, run_stream
 
 __all__ = [
     "PROVIDER_CHOICES", "SessionInfo", "create_session", "Engine", "EngineOptions", "open_engine",
     "Classifier", "InputInfo", "Prediction", "Timings", "TopK", "check_input", "load",
     "PreprocessOverrides", "imagenet_labels", "load_labels",
-    "FakeCapture", "LiveSource", "open_source", "StreamOptions", "StreamReport", "run_pipeline", "run_stream",
+    "FakeCapture", "LiveSource", "StreamLost", "open_source", "open_stream", "FrameResult", "StreamOptions",
+    "StreamReport", "run_pipeline", "run_stream", "MultiStreamOptions", "MultiStreamReport", "run_multistream",
 ]

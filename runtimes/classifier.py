@@ -16,7 +16,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NamedTuple, Sequence, Union
+from typing import Any, Iterator, NamedTuple, Sequence, Union
 
 import numpy as np
 from edgecv.runtimes.engine import Engine, EngineOptions, open_engine
@@ -273,6 +273,24 @@ class Classifier:
             pred.tokens = [self.tokenizer.vocab[i] if i < self.tokenizer.vocab_size else "<unk>"
                            for i in row if i != 0]
         return preds[0] if single else preds
+
+    def stream(self, sources: Sequence[Any], *, top_k: int = 5, smooth: float | None = None,
+               max_frames: int | None = None, max_wait_ms: float | None = None, stride: int = 1,
+               fps_limit: float | None = None, realtime: bool = False, retries: int = 5) -> Iterator[Any]:
+        """Classify live streams together: camera indexes, stream URLs, video paths (or opened
+        ``Source`` objects) -> a generator of per-frame results (``.stream`` is the stream id,
+        ``.top_k``, ``.frame``, ``.age_ms``). Every tick the newest frame of each stream runs in
+        ONE batch; a lost stream is left out while the others go on. Closing the generator (or
+        leaving the ``for`` loop) stops every capture. ``max_frames`` counts per stream.
+
+        >>> for r in clf.stream([0, "rtsp://cam/2"], smooth=0.3):   # doctest: +SKIP
+        ...     print(r.stream, r.top_k[0].label)
+        """
+        from edgecv.runtimes.multistream import stream_results
+
+        yield from stream_results(self, sources, top_k=top_k, smooth=smooth, max_frames=max_frames,
+                                  max_wait_ms=max_wait_ms, stride=stride, fps_limit=fps_limit,
+                                  realtime=realtime, retries=retries)
 
     def _predict_prepared(self, x: np.ndarray, *, top_k: int, sources: Sequence[str], t_pre_ns: int,
                           attention: bool = False) -> list[Prediction]:

@@ -6,6 +6,7 @@ the annotated video is encoded by a writer thread and renamed into place only wh
 from __future__ import annotations
 
 import csv
+import functools
 import json
 import os
 import queue
@@ -13,7 +14,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import IO, Any, Protocol
+from typing import IO, Any, Callable, Protocol
 
 import cv2
 import numpy as np
@@ -60,17 +61,21 @@ class JsonlSink:
 
 
 class CsvSink:
-    """Folder results as a table: source, label, index, prob, latency_ms, top_k (JSON)."""
+    """Folder results as a table: source, label, index, prob, latency_ms, top_k (JSON); a
+    multi-stream run (``streams=True``) adds a leading ``stream`` column."""
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
+    def __init__(self, path: str | os.PathLike[str], *, streams: bool = False) -> None:
         self._fh, self._owned = _open_text(path)
         self._writer = csv.writer(self._fh)
-        self._writer.writerow(["source", "frame", "label", "index", "prob", "latency_ms", "top_k"])
+        self._streams = streams
+        self._writer.writerow(["stream"] * streams + ["source", "frame", "label", "index", "prob", "latency_ms",
+                                                      "top_k"])
 
     def write(self, result: Any) -> None:
         best = result.top_k[0]
-        self._writer.writerow([result.source, result.frame, best.label, best.index, f"{best.prob:.6f}",
-                               f"{result.latency_ms:.3f}", json.dumps([t.to_dict() for t in result.top_k])])
+        self._writer.writerow([result.stream] * self._streams + [
+            result.source, result.frame, best.label, best.index, f"{best.prob:.6f}", f"{result.latency_ms:.3f}",
+            json.dumps([t.to_dict() for t in result.top_k])])
         self._fh.flush()
 
     def close(self) -> None:
@@ -103,13 +108,19 @@ class VideoSink:
         self._pending: list[tuple[np.ndarray, int]] = []  # (frame, t_ns) while measuring the rate
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=queue_size)
         self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._loop, name="edgecv-video-writer", daemon=True)
+        self._thread = threading.Thread(target=self._loop, name=f"edgecv-video-writer-{self.path.name}", daemon=True)
         self._thread.start()
 
     def write(self, result: Any) -> None:
+        self.write_render(functools.partial(draw_overlay, result.frame_image, result.top_k, fps=result.fps,
+                                            latency_ms=result.latency_ms))
+
+    def write_render(self, render: Callable[[], np.ndarray]) -> None:
+        """Queue a frame that the writer thread draws by calling ``render()`` (the overlay, or a
+        whole mosaic: the drawing stays off the inference loop)."""
         if self._error is not None:
             raise self._error
-        self._queue.put((result.frame_image, result.top_k, result.fps, result.latency_ms, time.perf_counter_ns()))
+        self._queue.put((render, time.perf_counter_ns()))
 
     def _loop(self) -> None:
         while True:
@@ -119,8 +130,8 @@ class VideoSink:
             if self._error is not None:
                 continue
             try:
-                image, top_k, fps, latency, t_ns = item
-                self._emit(draw_overlay(image, top_k, fps=fps, latency_ms=latency), t_ns)
+                render, t_ns = item
+                self._emit(render(), t_ns)
             except BaseException as exc:  # noqa: BLE001 - surfaced on the next write/close
                 self._error = exc
 
@@ -156,7 +167,10 @@ class VideoSink:
         h, w = image.shape[:2]
         self._size = (w, h)
         fourcc = cv2.VideoWriter_fourcc(*self.FOURCC[self.path.suffix.lower()])
-        self._writer = cv2.VideoWriter(str(self.tmp), fourcc, float(max(1.0, min(fps, 240.0))), (w, h))
+        # two decimals: MPEG-4 refuses a time base finer than 1/65535, which a measured rate such as
+        # 100.123456 fps would ask for (the writer would not open and the run would fail at its end)
+        rate = round(max(1.0, min(fps, 240.0)), 2)
+        self._writer = cv2.VideoWriter(str(self.tmp), fourcc, rate, (w, h))
         if not self._writer.isOpened():
             raise InputError(f"{self.path}: OpenCV cannot open a video writer for this file")
 
@@ -217,8 +231,10 @@ def format_summary(report: Any) -> str:
                                   formatters={k: (lambda v: f"{v:.2f}") for k in ("p50_ms", "p95_ms", "mean_ms")}))
     if report.live:
         age = report.frame_age
+        skipped = getattr(report, "skipped", 0)
         lines.append(f"frame age p50 {age['p50_ms']:.1f} ms, p95 {age['p95_ms']:.1f} ms, max {age['max_ms']:.1f} ms; "
-                     f"dropped {report.dropped} frames (newest frame kept); reconnects {report.reconnects}")
+                     f"dropped {report.dropped} frames (newest frame kept); reconnects {report.reconnects}"
+                     + (f"; skipped {skipped} (--stride/--fps-limit)" if skipped else ""))
     else:
         wait = getattr(report, "input_wait", None) or {}
         if wait.get("n"):

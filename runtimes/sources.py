@@ -1,79 +1,41 @@
 """Frame sources: image files and folders, video files, cameras and stream URLs.
 
 * Files/folders and video files are read **in order, without dropping**, by a reader thread
-  into a small bounded queue, so decoding overlaps with inference.
-* Live sources (``--camera N``, rtsp/http URLs) use a capture thread that keeps **only the newest
-  frame**: OpenCV's V4L backend buffers several frames, and a loop slower than the camera would
-  otherwise fall seconds behind. Overwritten frames are counted as dropped. A lost stream is
-  reopened with bounded exponential back-off, then the source fails (the CLI exits 1).
+  into a small bounded queue, so decoding overlaps with inference; ``realtime`` paces a video
+  at its own frame rate (as if it were a camera) and ``fps_limit`` caps the rate, still in order.
+* Live sources (``--camera N``, rtsp/http URLs; see ``live.py``, re-exported here) use a capture
+  thread that keeps **only the newest frame**; overwritten frames are counted as dropped. A lost
+  stream is reopened with bounded exponential back-off, then the source fails (the CLI exits 1).
 * :class:`FakeCapture` mimics ``cv2.VideoCapture`` at a fixed frame rate so tests and benchmarks
   can drive the live path without a camera.
-* URL captures are opened on FFmpeg with open and read timeouts, so a stalled stream can neither
-  hang the start nor keep its capture thread alive past :meth:`Source.close`.
 """
 from __future__ import annotations
 
 import os
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
 import cv2
-import numpy as np
 from edgecv.runtimes.fake_capture import FakeCapture  # noqa: F401 - part of this module's API
+from edgecv.runtimes.frames import Frame, RateGate, Source, StreamLost  # noqa: F401 - part of this module's API
+from edgecv.runtimes.live import (  # noqa: F401 - part of this module's API
+    URL_OPEN_TIMEOUT_MS,
+    URL_PREFIXES,
+    URL_READ_TIMEOUT_MS,
+    LiveSource,
+    is_url,
+    open_camera,
+    open_url,
+    open_url_capture,
+)
 from edgecv.runtimes.workers import Producer
 
-from edgecv.errors import EdgecvError, InputError
+from edgecv.errors import InputError
 from edgecv.preprocess import IMAGE_EXTENSIONS, load_image
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv")
-URL_PREFIXES = ("rtsp://", "rtsps://", "rtmp://", "http://", "https://", "udp://", "tcp://")
-URL_OPEN_TIMEOUT_MS = 5000  # connecting to a stream (FFmpeg's own default waits 30 s)
-URL_READ_TIMEOUT_MS = 3000  # one read of a stalled stream gives up after this
-
-
-class StreamLost(EdgecvError):
-    """A live stream dropped and could not be reopened within the retry budget."""
-
-
-@dataclass
-class Frame:
-    """One decoded frame: BGR uint8 (H, W, 3), its index in the source and when it was captured."""
-
-    image: np.ndarray
-    index: int
-    source: str
-    captured_ns: int  # time.perf_counter_ns() right after decoding
-    decode_ms: float = 0.0
-
-
-class Source:
-    """Base class: iterate to get :class:`Frame` objects; always ``close()`` (or use ``with``)."""
-
-    live = False
-    name = "source"
-    # Frames follow each other in time (video, camera, stream), so smoothing probabilities across
-    # them makes sense; an image folder's files are unrelated and must be classified one by one.
-    continuous = True
-
-    def __init__(self) -> None:
-        self.dropped = 0  # live frames overwritten before the loop took them
-        self.unreadable: list[str] = []  # "path: reason" for skipped inputs
-        self.fps: float | None = None  # nominal frame rate (video files, cameras)
-
-    def __iter__(self) -> Iterator[Frame]:
-        raise NotImplementedError
-
-    def close(self) -> None:
-        """Stop reader threads and release devices; safe to call twice."""
-
-    def __enter__(self) -> Source:
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
 
 
 # ----------------------------------------------------------------------------- ordered sources
@@ -90,11 +52,29 @@ class _OrderedReader(Source):
     def _produce(self, put: Callable[[Any], bool]) -> None:
         raise NotImplementedError
 
-    def __iter__(self) -> Iterator[Frame]:
+    def _reader(self) -> Producer[Frame]:
         if self._producer is None:  # created here: subclasses set ``name`` after __init__
             self._producer = Producer(self._produce, maxsize=self._prefetch, name=f"edgecv-reader-{self.name}",
-                                      stop=self._stop)
-        return iter(self._producer)
+                                      stop=self._stop, on_put=self._notify)
+        return self._producer
+
+    def __iter__(self) -> Iterator[Frame]:
+        return iter(self._reader())
+
+    def poll(self) -> Frame | None:
+        """The next frame in order if the reader has it ready (never skips one)."""
+        return self._reader().poll()
+
+    @property
+    def pending(self) -> bool:
+        return self._producer is not None and self._producer.pending
+
+    @property
+    def exhausted(self) -> bool:
+        return self._producer is not None and self._producer.finished
+
+    def request_stop(self) -> None:
+        self._stop.set()
 
     def close(self) -> None:
         self._stop.set()
@@ -160,11 +140,15 @@ def _open_video(path: Path, threads: int | None) -> Any:
 
 class VideoFileSource(_OrderedReader):
     """Every ``stride``-th frame of a video file, in order; a truncated file ends at its last
-    decodable frame."""
+    decodable frame. ``realtime``: frames come at the file's own frame rate (a recorded camera);
+    ``fps_limit``: at most F frames per second. Either way no frame is ever dropped."""
 
     def __init__(self, path: str | os.PathLike[str], *, stride: int = 1, prefetch: int = 8,
-                 decode_threads: int | None = 1) -> None:
+                 decode_threads: int | None = 1, realtime: bool = False, fps_limit: float | None = None) -> None:
         super().__init__(prefetch=prefetch)
+        self.realtime, self.fps_limit = realtime, fps_limit
+        self._gate = RateGate(fps_limit) if fps_limit else None
+        self._t0: float | None = None
         self.path = Path(path)
         if not self.path.is_file():
             raise InputError(f"{self.path}: video file not found")
@@ -188,6 +172,8 @@ class VideoFileSource(_OrderedReader):
         cap, index = self._cap, 0
         try:
             while not self._stop.is_set():
+                if index % self.stride == 0 and not self._pace(index):
+                    return
                 t0 = time.perf_counter_ns()
                 if index % self.stride == 0:
                     ok, image = cap.read()
@@ -203,6 +189,30 @@ class VideoFileSource(_OrderedReader):
         finally:
             cap.release()
 
+    @property
+    def interval_s(self) -> float | None:
+        """Paced files only (--realtime, --fps-limit); as fast as possible has no interval."""
+        rates = ([self.fps / self.stride] if self.realtime and self.fps else []) + \
+            ([self.fps_limit] if self.fps_limit else [])
+        return 1.0 / min(rates) if rates else None
+
+    def _pace(self, index: int) -> bool:
+        """Wait until frame ``index`` is due (``realtime``: the file's clock; ``fps_limit``: the
+        rate cap); False once stopping was requested."""
+        if not self.realtime and self._gate is None:
+            return True
+        delay = 0.0
+        if self.realtime and self.fps:
+            self._t0 = time.perf_counter() if self._t0 is None else self._t0
+            delay = self._t0 + index / self.fps - time.perf_counter()
+        if self._gate is not None:
+            delay = max(delay, self._gate.delay_s())
+        if delay > 0 and self._stop.wait(delay):
+            return False
+        if self._gate is not None:
+            self._gate.admit()
+        return True
+
     def close(self) -> None:
         """Stop the reader; release the capture here when no reader thread holds it (closed before
         iteration, or already finished) -- a thread still inside a read releases it itself."""
@@ -211,175 +221,59 @@ class VideoFileSource(_OrderedReader):
             self._cap.release()
 
 
-# ----------------------------------------------------------------------------- live sources
-class LiveSource(Source):
-    """A camera or stream read by a capture thread that keeps only the newest frame.
-
-    ``opener()`` returns a ``cv2.VideoCapture``-like object (injectable for tests). When reads
-    fail the capture is reopened after 0.5, 1, 2, ... s (at most ``max_backoff_s``) for up to
-    ``retries`` attempts; then iteration raises :class:`StreamLost`.
-    """
-
-    live = True
-
-    def __init__(self, opener: Callable[[], Any], *, name: str = "stream", retries: int = 5,
-                 backoff_s: float = 0.5, max_backoff_s: float = 8.0, first_open_retries: bool = False,
-                 close_timeout_s: float = 5.0) -> None:
-        super().__init__()
-        self.name, self._opener = name, opener
-        self.retries, self.backoff_s, self.max_backoff_s = retries, backoff_s, max_backoff_s
-        self._close_timeout_s = close_timeout_s  # > the opener's open/read timeouts: close() outlasts them
-        self.reconnects = 0
-        self._cond = threading.Condition()
-        self._latest: Frame | None = None
-        self._error: BaseException | None = None
-        self._stop = threading.Event()
-        self._captured = 0
-        self._failures = 0
-        cap = opener()
-        if cap is None or not cap.isOpened():
-            if cap is not None:
-                cap.release()
-            if not first_open_retries:
-                raise InputError(f"{name}: cannot open (no such device, busy, or no permission)")
-            cap = self._reopen(tried=1)
-        self._cap = cap
-        fps = cap.get(cv2.CAP_PROP_FPS) if cap is not None else 0
-        self.fps = float(fps) if fps and 0 < fps < 1000 else None
-        self._thread = threading.Thread(target=self._capture_loop, name=f"edgecv-capture-{name}", daemon=True)
-        self._thread.start()
-
-    def _reopen(self, failures: int = 0, *, tried: int = 0) -> Any:
-        """Reopen after back-off; ``failures`` = consecutive failed reads/opens so far, ``tried`` =
-        opens already attempted (for the message). A stream that opens but delivers no frame
-        counts as failed too, so the budget is always bounded."""
-        while failures < self.retries:
-            delay = min(self.backoff_s * (2 ** failures), self.max_backoff_s)
-            failures += 1
-            if self._stop.wait(delay):
-                return None
-            cap = self._opener()
-            if cap is not None and cap.isOpened():
-                self.reconnects += 1
-                self._failures = failures
-                return cap
-            if cap is not None:
-                cap.release()
-        what = "stream lost and not reopened" if self._captured else "cannot open stream"
-        n = tried + failures
-        backoff = f" (back-off up to {self.max_backoff_s:g} s)" if self.retries else ""
-        raise StreamLost(f"{self.name}: {what} after {n} attempt{'s' if n != 1 else ''}{backoff}; "
-                         f"expected a reachable stream")
-
-    def _capture_loop(self) -> None:
-        self._failures = 0
-        try:
-            while not self._stop.is_set():
-                t0 = time.perf_counter_ns()
-                ok, image = self._cap.read()
-                if not ok or image is None:
-                    if self._stop.is_set():
-                        break
-                    self._cap.release()
-                    self._cap = self._reopen(self._failures)
-                    if self._cap is None:
-                        break
-                    continue
-                self._failures = 0  # a delivered frame resets the retry budget
-                now = time.perf_counter_ns()
-                frame = Frame(image, self._captured, self.name, now, (now - t0) / 1e6)
-                self._captured += 1
-                with self._cond:
-                    if self._latest is not None:
-                        self.dropped += 1  # overwritten before the loop took it: dropped, not queued
-                    self._latest = frame
-                    self._cond.notify()
-        except BaseException as exc:  # noqa: BLE001 - handed to the consumer
-            with self._cond:
-                self._error = exc
-                self._cond.notify()
-        finally:
-            if self._cap is not None:
-                self._cap.release()
-
-    def read(self, timeout: float | None = None) -> Frame | None:
-        """The newest frame not yet returned (waits for one); None once closed."""
-        with self._cond:
-            while self._latest is None and self._error is None and not self._stop.is_set():
-                if not self._cond.wait(timeout=timeout if timeout is not None else 0.5) and timeout is not None:
-                    return None
-            if self._latest is not None:
-                frame, self._latest = self._latest, None
-                return frame
-            if self._error is not None:
-                raise self._error
-            return None
-
-    def __iter__(self) -> Iterator[Frame]:
-        while True:
-            frame = self.read()
-            if frame is None:
-                return
-            yield frame
-
-    def close(self) -> None:
-        self._stop.set()
-        with self._cond:
-            self._cond.notify_all()
-        self._thread.join(timeout=self._close_timeout_s)
-
-
 # ----------------------------------------------------------------------------- factory
-def is_url(text: str) -> bool:
-    return str(text).lower().startswith(URL_PREFIXES)
-
-
 def is_video(path: str | os.PathLike[str]) -> bool:
     return Path(path).suffix.lower() in VIDEO_EXTENSIONS
 
 
-def open_camera(index: int, *, retries: int = 5) -> LiveSource:
-    """``--camera N``: a clear error when the device does not open."""
-    def opener() -> Any:
-        cap = cv2.VideoCapture(int(index))
-        cap.set(cv2.CAP_PROP_BUFFERSIZE, 1)  # ask the backend not to queue frames (not all honour it)
-        return cap
-    return LiveSource(opener, name=f"camera {index}", retries=retries)
-
-
-def open_url(url: str, *, retries: int = 5, open_timeout_ms: int = URL_OPEN_TIMEOUT_MS,
-             read_timeout_ms: int = URL_READ_TIMEOUT_MS) -> LiveSource:
-    """An rtsp/http stream; the first connection is retried with back-off as well. Opens and reads
-    time out (FFmpeg backend), so a stalled stream ends its capture thread within ``close()``."""
-    def opener() -> Any:
-        return open_url_capture(url, open_timeout_ms=open_timeout_ms, read_timeout_ms=read_timeout_ms)
-    close_s = max(open_timeout_ms, read_timeout_ms) / 1000 + 1.0
-    return LiveSource(opener, name=url, retries=retries, first_open_retries=True, close_timeout_s=close_s)
-
-
-def open_url_capture(url: str, *, open_timeout_ms: int = URL_OPEN_TIMEOUT_MS,
-                     read_timeout_ms: int = URL_READ_TIMEOUT_MS) -> Any:
-    """``cv2.VideoCapture(url)`` on FFmpeg with open/read timeouts (without them one blocked read
-    of a dead RTSP/HTTP stream can last as long as the TCP connection); other builds: plain open."""
-    registry = getattr(cv2, "videoio_registry", None)
-    if hasattr(cv2, "CAP_PROP_READ_TIMEOUT_MSEC") and registry is not None and registry.hasBackend(cv2.CAP_FFMPEG):
-        return cv2.VideoCapture(url, cv2.CAP_FFMPEG, [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, int(open_timeout_ms),
-                                                      cv2.CAP_PROP_READ_TIMEOUT_MSEC, int(read_timeout_ms)])
-    return cv2.VideoCapture(url)
-
-
 def open_source(inputs: Sequence[str | os.PathLike[str]] = (), *, camera: int | None = None,
-                stride: int = 1, retries: int = 5) -> Source:
-    """Pick the source for the CLI: a camera, one URL, one video file, or images/folders."""
+                stride: int = 1, retries: int = 5, fps_limit: float | None = None,
+                realtime: bool = False) -> Source:
+    """Pick the source for the CLI: a camera, one URL, one video file, or images/folders
+    (several streams at once: :func:`open_stream`, one per stream)."""
     if camera is not None:
-        return open_camera(camera, retries=retries)
+        return open_camera(camera, retries=retries, stride=stride, fps_limit=fps_limit)
     if not inputs:
         raise InputError("no input: expected image/folder/video paths, a stream URL, --camera N or --text")
     if len(inputs) == 1 and is_url(str(inputs[0])):
-        return open_url(str(inputs[0]), retries=retries)
+        return open_url(str(inputs[0]), retries=retries, stride=stride, fps_limit=fps_limit)
     videos = [p for p in inputs if is_video(p) and not Path(p).is_dir()]
     if videos:
         if len(inputs) > 1:
             raise InputError(f"{videos[0]}: give one video file at a time (got {len(inputs)} inputs)")
-        return VideoFileSource(videos[0], stride=stride)
+        return VideoFileSource(videos[0], stride=stride, realtime=realtime, fps_limit=fps_limit)
     return ImageSource(inputs)
+
+
+def open_stream(spec: str | int, *, stride: int = 1, retries: int = 5, fps_limit: float | None = None,
+                realtime: bool = False) -> Source:
+    """One stream of a multi-stream run: a camera index, a URL or a video file. Cameras and URLs
+    open on their capture thread (a dead one is retried there, not before the others start)."""
+    text = str(spec).strip()
+    if isinstance(spec, int) or text.isdigit():
+        return open_camera(int(text), retries=retries, stride=stride, fps_limit=fps_limit, open_in_thread=True)
+    if is_url(text):
+        return open_url(text, retries=retries, stride=stride, fps_limit=fps_limit, open_in_thread=True)
+    path = Path(text)
+    if path.is_dir() or (path.suffix.lower() in IMAGE_EXTENSIONS):
+        raise InputError(f"{text}: images and folders are not streams; expected a camera index, a stream URL or "
+                         f"a video file ({'/'.join(VIDEO_EXTENSIONS)})")
+    if not is_video(text) and path.is_file():
+        raise InputError(f"{text}: not a video file; expected a camera index, a stream URL or a video file "
+                         f"({'/'.join(VIDEO_EXTENSIONS)})")
+    return VideoFileSource(path, stride=stride, realtime=realtime, fps_limit=fps_limit)
+
+
+def open_streams(specs: Sequence[str | int], *, stride: int = 1, retries: int = 5, fps_limit: float | None = None,
+                 realtime: bool = False) -> list[Source]:
+    """:func:`open_stream` for each spec; if one fails (a missing video file), the ones already
+    opened are closed before the error propagates (no capture thread left running)."""
+    opened: list[Source] = []
+    try:
+        for spec in specs:
+            opened.append(open_stream(spec, stride=stride, retries=retries, fps_limit=fps_limit, realtime=realtime))
+    except BaseException:
+        for source in opened:
+            source.close()
+        raise
+    return opened

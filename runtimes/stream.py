@@ -13,12 +13,12 @@ fixed-size ring buffers so hours of video do not grow memory. SIGINT/SIGTERM set
 (second Ctrl-C interrupts hard); the loop then finishes the current frame, closes the source
 and flushes every sink, and only then is the report built.
 :func:`run_stream` (settings in a :class:`StreamOptions`) is the library entry point
-(``edgecv profile --pipeline`` reuses it through :func:`run_pipeline`).
+(``edgecv profile --pipeline`` reuses it through :func:`run_pipeline`). Several streams at once
+(one batch per tick across them) run in ``multistream.py``; one source keeps this loop.
 """
 from __future__ import annotations
 
 import contextlib
-import signal
 import threading
 import time
 from dataclasses import dataclass, field, replace
@@ -26,60 +26,21 @@ from typing import Any, Callable, Generator, Iterator, Sequence
 
 import numpy as np
 from edgecv.runtimes.classifier import Classifier, TopK
-from edgecv.runtimes.sources import Frame, LiveSource, Source
+from edgecv.runtimes.frames import Frame, Source
+from edgecv.runtimes.live import LiveSource
+from edgecv.runtimes.stream_common import (
+    STAGES,
+    Ema,
+    FrameResult,
+    RingStats,
+    close_all,
+    stop_on_signals,
+)
 from edgecv.runtimes.workers import Producer
 
 from edgecv.errors import InputError
 
-STAGES = ("capture", "preprocess", "inference", "postprocess")
-
 Batch = tuple[list[Frame], np.ndarray, float]  # frames, their input batch, preprocess ms
-
-
-class RingStats:
-    """The last ``capacity`` samples (ms) plus exact running count/mean; percentiles over the ring.
-    Locked: if the preprocessing worker's join times out, the report is read while it may still add."""
-
-    def __init__(self, capacity: int = 8192) -> None:
-        self._buf = np.zeros(capacity, np.float64)
-        self.n = 0
-        self._sum = 0.0
-        self.max = 0.0
-        self._lock = threading.Lock()
-
-    def add(self, value_ms: float) -> None:
-        with self._lock:
-            self._buf[self.n % len(self._buf)] = value_ms
-            self.n += 1
-            self._sum += value_ms
-            self.max = max(self.max, value_ms)
-
-    def summary(self) -> dict[str, float]:
-        with self._lock:
-            n, total, peak = self.n, self._sum, self.max
-            data = self._buf[: min(n, len(self._buf))].copy()
-        if not len(data):
-            return {"n": 0, "p50_ms": 0.0, "p95_ms": 0.0, "mean_ms": 0.0, "max_ms": 0.0}
-        p50, p95 = np.percentile(data, [50, 95])
-        return {"n": n, "p50_ms": float(p50), "p95_ms": float(p95), "mean_ms": total / n, "max_ms": float(peak)}
-
-
-@dataclass
-class FrameResult:
-    """What sinks receive for each image/frame."""
-
-    source: str
-    frame: int
-    top_k: list[TopK]
-    probs: np.ndarray
-    latency_ms: float  # preprocess + inference + postprocess of the batch that held this frame
-    age_ms: float  # captured -> result ready
-    fps: float  # running throughput so far
-    frame_image: np.ndarray
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"source": self.source, "frame": self.frame, "top_k": [t.to_dict() for t in self.top_k],
-                "latency_ms": round(self.latency_ms, 3)}
 
 
 @dataclass
@@ -94,6 +55,7 @@ class StreamReport:
     frame_age: dict[str, float] = field(default_factory=dict)
     input_wait: dict[str, float] = field(default_factory=dict)  # inference loop idle, waiting for input
     dropped: int = 0
+    skipped: int = 0  # left out on purpose: --stride / --fps-limit on a live source
     reconnects: int = 0
     unreadable: list[str] = field(default_factory=list)
     interrupted: bool = False
@@ -109,7 +71,8 @@ class StreamReport:
         return {"source": self.source, "live": self.live, "frames": self.frames, "wall_s": round(self.wall_s, 4),
                 "fps": round(self.fps, 3), "stages": self.stages, "frame_age": self.frame_age,
                 "input_wait": self.input_wait,
-                "dropped": self.dropped, "reconnects": self.reconnects, "unreadable": self.unreadable,
+                "dropped": self.dropped, "skipped": self.skipped, "reconnects": self.reconnects,
+                "unreadable": self.unreadable,
                 "interrupted": self.interrupted, "providers": self.providers, "threads": self.threads,
                 "batch_size": self.batch_size}
 
@@ -138,27 +101,6 @@ class StreamOptions:
         """Raise :class:`InputError` for settings the loop cannot honour."""
         if self.smooth is not None and not 0 < self.smooth <= 1:
             raise InputError(f"smooth {self.smooth}: expected ALPHA in (0, 1] (weight of the newest frame)")
-
-
-@contextlib.contextmanager
-def stop_on_signals(stop: threading.Event) -> Iterator[None]:
-    """SIGINT/SIGTERM -> ``stop.set()`` (a second SIGINT raises KeyboardInterrupt). Only the main
-    thread may install handlers; elsewhere this is a no-op."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def handler(signum: int, _frame: Any) -> None:
-        if stop.is_set() and signum == signal.SIGINT:
-            raise KeyboardInterrupt
-        stop.set()
-
-    old = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for s, h in old.items():
-            signal.signal(s, h)
 
 
 @dataclass
@@ -204,7 +146,7 @@ def run_stream(
             _drive(loop, source)
     finally:
         stop.set()
-        failures = _close_outputs(source, sinks)
+        failures = close_all([source], sinks)
     if failures:
         raise failures[0]
     return _build_report(classifier, source, opts, loop.tally)
@@ -237,7 +179,7 @@ class _Loop:
         self.classifier, self.opts, self.stop = classifier, opts, stop
         self.sinks, self.on_result = list(sinks), on_result
         self.tally = _Tally()
-        self._ema = _Ema(opts.smooth) if opts.smooth is not None else None
+        self._ema = Ema(opts.smooth) if opts.smooth is not None else None
         self._t_start = 0
 
     def run(self, batches: Iterator[Batch], t_start: int) -> None:
@@ -285,44 +227,13 @@ class _Loop:
             self.on_result(result)
 
 
-class _Ema:
-    """Exponential moving average of probabilities across frames: ema = alpha * p + (1 - alpha)
-    * ema, row by row in frame order (one instance per stream, never across unrelated images)."""
-
-    def __init__(self, alpha: float) -> None:
-        self.alpha = alpha
-        self._ema: np.ndarray | None = None
-
-    def __call__(self, probs: np.ndarray) -> np.ndarray:
-        out = np.empty_like(probs)
-        ema, alpha = self._ema, self.alpha
-        for i, p in enumerate(probs):
-            ema = p.copy() if ema is None or ema.shape != p.shape else alpha * p + (1.0 - alpha) * ema
-            out[i] = ema
-        self._ema = ema
-        return out
-
-
-def _close_outputs(source: Source, sinks: Sequence[Any]) -> list[Exception]:
-    """Close the source, then every sink (each flushes/finalises its file); failures are
-    collected so one broken sink never leaves another unflushed."""
-    source.close()
-    failures: list[Exception] = []
-    for sink in sinks:
-        try:
-            sink.close()
-        except Exception as exc:  # noqa: BLE001 - close every sink, then report the first failure
-            failures.append(exc)
-    return failures
-
-
 def _build_report(classifier: Classifier, source: Source, opts: StreamOptions, tally: _Tally) -> StreamReport:
     """The end-of-run summary, from the tally and the (closed) source's counters."""
     return StreamReport(
         source=source.name, live=source.live, frames=tally.frames, wall_s=tally.wall_s,
         stages={name: s.summary() for name, s in tally.stages.items()},
         frame_age=tally.age.summary(), input_wait=tally.wait.summary(),
-        dropped=source.dropped, reconnects=getattr(source, "reconnects", 0),
+        dropped=source.dropped, skipped=getattr(source, "skipped", 0), reconnects=getattr(source, "reconnects", 0),
         unreadable=list(source.unreadable), interrupted=tally.interrupted,
         providers=classifier.providers, threads=classifier.threads,
         batch_size=1 if source.live else opts.batch_size)

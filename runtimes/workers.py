@@ -8,7 +8,9 @@ stage need the same hand-off, so it is written once here:
 * **stoppable** -- ``put`` gives up as soon as the stop event is set, so the thread never hangs
   on a full queue after its consumer has gone, and ``close`` can join it;
 * **errors travel** -- an exception raised by the producer is re-raised on the consuming thread
-  (after the items produced before it), instead of dying silently with the thread.
+  (after the items produced before it), instead of dying silently with the thread;
+* **pollable** -- the multi-stream loop takes items with :meth:`Producer.poll` (never waits) and
+  sleeps until some producer's ``on_put`` wakes it, instead of blocking on one source.
 """
 from __future__ import annotations
 
@@ -33,8 +35,10 @@ class Producer(Generic[T]):
     """
 
     def __init__(self, produce: Callable[[Callable[[T], bool]], None], *, maxsize: int, name: str,
-                 stop: threading.Event | None = None) -> None:
+                 stop: threading.Event | None = None, on_put: Callable[[], None] | None = None) -> None:
         self._produce = produce
+        self._on_put = on_put  # called after each queued item (and at the end): wakes a polling consumer
+        self.finished = False  # the end (or the producer's error) was taken by the consumer
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=max(1, maxsize))
         self.stop = stop if stop is not None else threading.Event()
         self.name = name
@@ -45,9 +49,11 @@ class Producer(Generic[T]):
         while not self.stop.is_set():
             try:
                 self._queue.put(item, timeout=_POLL_S)
-                return True
             except queue.Full:
                 continue
+            if self._on_put is not None:
+                self._on_put()
+            return True
         return False
 
     def _run(self) -> None:
@@ -80,6 +86,28 @@ class Producer(Generic[T]):
             if isinstance(item, BaseException):
                 raise item
             yield item
+
+    def poll(self) -> T | None:
+        """The next item if one is queued, else None without waiting (check :attr:`finished` to
+        tell "not yet" from "no more"); re-raises the producer's exception."""
+        self.start()
+        if self.finished:
+            return None
+        try:
+            item = self._queue.get_nowait()
+        except queue.Empty:
+            return None
+        if item is _END or isinstance(item, BaseException):
+            self.finished = True
+            if isinstance(item, BaseException):
+                raise item
+            return None
+        return item
+
+    @property
+    def pending(self) -> bool:
+        """An item (or the end) is queued: :meth:`poll` would not come back empty-handed."""
+        return not self._queue.empty()
 
     @property
     def alive(self) -> bool:

@@ -149,3 +149,65 @@ def test_open_source_dispatch(tmp_path):
     with pytest.raises(InputError, match="no input"):
         S.open_source([])
     assert S.is_url("rtsp://10.0.0.1/x") and S.is_url("http://h/x.mjpg") and not S.is_url("a.mp4")
+
+
+def test_rate_gate_is_a_schedule_not_a_minimum_gap():
+    gate = S.RateGate(20.0)
+    frames = [int(i * 1e9 / 30) for i in range(300)]  # 10 s of a 30 fps camera
+    admitted = [t for t in frames if gate.admit(t)]
+    assert len(admitted) == pytest.approx(200, abs=2)  # a 50 ms minimum gap would give 150
+    assert min(b - a for a, b in zip(admitted, admitted[1:])) >= 1e9 / 30 - 1
+
+
+def test_open_stream_dispatch(tmp_path, monkeypatch):
+    video = F.write_video(tmp_path / "v.mp4", F.video_colours(3))
+    monkeypatch.setattr(S.cv2, "VideoCapture", lambda *a, **k: S.FakeCapture(fps=50))
+    for spec, kind in ((0, S.LiveSource), ("2", S.LiveSource), (str(video), S.VideoFileSource)):
+        with S.open_stream(spec) as src:
+            assert isinstance(src, kind)
+    with S.open_stream("3") as cam:
+        assert cam.name == "camera 3" and cam.read(timeout=2.0) is not None
+    img = F.write_images(tmp_path / "imgs", ["red"], nested=False)[0]
+    with pytest.raises(InputError, match="images and folders are not streams"):
+        S.open_stream(str(img))
+    (tmp_path / "notes.txt").write_text("x")
+    with pytest.raises(InputError, match="not a video file"):
+        S.open_stream(str(tmp_path / "notes.txt"))
+
+
+def test_live_source_can_open_on_its_capture_thread():
+    """Several streams start at once: a slow or dead first open happens on the capture thread."""
+    def slow():
+        time.sleep(0.3)
+        return S.FakeCapture(fps=100)
+
+    t0 = time.perf_counter()
+    src = S.LiveSource(slow, name="slow", open_in_thread=True, first_open_retries=True)
+    assert time.perf_counter() - t0 < 0.1 and src.poll() is None
+    try:
+        assert src.read(timeout=2.0) is not None and src.fps == 100
+    finally:
+        src.close()
+    def closed():
+        cap = S.FakeCapture()
+        cap.release()  # isOpened() -> False: the device does not open
+        return cap
+
+    dead = S.LiveSource(closed, name="dead", retries=1, backoff_s=0.01, open_in_thread=True, first_open_retries=True)
+    time.sleep(0.3)
+    with pytest.raises(S.StreamLost, match="dead: cannot open stream after 2 attempts"):
+        dead.poll()
+    dead.close()
+
+
+def test_ordered_source_can_be_polled_in_order(tmp_path):
+    src = S.VideoFileSource(F.write_video(tmp_path / "v.mp4", F.video_colours(12)))
+    got, t_end = [], time.perf_counter() + 5
+    while not src.exhausted and time.perf_counter() < t_end:
+        frame = src.poll()
+        if frame is not None:
+            got.append(frame.index)
+        else:
+            time.sleep(0.001)
+    src.close()
+    assert got == list(range(12)) and src.exhausted

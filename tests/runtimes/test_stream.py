@@ -183,3 +183,30 @@ def test_rss_stays_flat_over_thousands_of_frames(tmp_path, clf):
     assert report.frames == 4000
     growth_mb = (marks[3999] - marks[500]) / 2**20
     assert growth_mb < 8, f"RSS grew {growth_mb:.1f} MB over 3500 frames"
+
+
+def test_live_stride_is_counted_as_skipped_not_dropped(clf):
+    stop = threading.Event()
+    src = S.LiveSource(lambda: S.FakeCapture(fps=30), name="fake camera", stride=3)
+    timer = threading.Timer(1.0, stop.set)
+    timer.start()
+    got = []
+    report = run_stream(clf, src, StreamOptions(handle_signals=False, warmup=False), stop=stop, on_result=got.append)
+    timer.cancel()
+    assert 6 <= report.frames <= 12 and all(r.frame % 3 == 0 for r in got)
+    assert report.skipped >= 2 * report.frames - 2 and report.to_dict()["skipped"] == report.skipped
+    assert f"skipped {report.skipped} (--stride/--fps-limit)" in format_summary(report)
+
+
+def test_video_writer_opens_at_a_measured_rate_with_many_decimals(tmp_path):
+    """MPEG-4 refuses a time base finer than 1/65535: 100.123456 fps must still write."""
+    from edgecv.runtimes.stream import FrameResult
+    from edgecv.runtimes import TopK
+
+    sink = VideoSink(tmp_path / "o.mp4", fps=100.123456)
+    for i in range(5):
+        sink.write(FrameResult("s", i, [TopK("red", 0, 1.0)], np.zeros(3, np.float32), 1.0, 1.0, 100.0,
+                               F.solid("red", 48, 64)))
+    sink.close()
+    cap = cv2.VideoCapture(str(tmp_path / "o.mp4"))
+    assert cap.isOpened() and cap.get(cv2.CAP_PROP_FPS) == pytest.approx(100.12, abs=0.01)
