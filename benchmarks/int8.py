@@ -6,7 +6,7 @@ exporter. Two int8 files per model, both static QDQ with per-channel weights cal
 generated shapes images at 224 px (``quantize_int8_static``): every quantizable operator, and the
 operators without an int8 kernel in ONNX Runtime's CPU provider (plus the Mul they feed) left in
 float (``exclude_float_ops=True``; only where the graph has such operators). Each is timed
-against fp32 with the export's own harness (:func:`edgecv.runtimes.ab_timing.compare_latency`:
+against fp32 with the export's own harness (:func:`edgecv.runtimes.profiling.ab_timing.compare_latency`:
 same threads, interleaved blocks, pooled medians) at batch 1 and 8.
 
 Accuracy (``--part accuracy``): mobilenet_v3_small trained from scratch for a few epochs on
@@ -53,7 +53,7 @@ def speed_rows(name: str, tmp: Path, samples: Any, args: argparse.Namespace) -> 
     from edgecv.exporters.quantize import quantize_int8_static
     from edgecv.models import create_model
     from edgecv.preprocess import default_spec
-    from edgecv.runtimes.ab_timing import compare_latency
+    from edgecv.runtimes.profiling.ab_timing import compare_latency
 
     torch.manual_seed(0)
     fp32 = export_onnx(create_model(name, num_classes=1000).eval(), tmp / f"{name}.onnx", input_shape=(3, 224, 224))
@@ -132,8 +132,8 @@ def accuracy_rows(tmp: Path, args: argparse.Namespace) -> tuple[list[dict[str, A
     from edgecv.exporters import ExportOptions, load_source, run_export
     from edgecv.exporters.quantize import quantize_int8_static
     from edgecv.exporters.samples import find_samples
-    from edgecv.runtimes.engine import EngineOptions
-    from edgecv.runtimes.evaluation import EvalOptions, evaluate
+    from edgecv.runtimes.engines.base import EngineOptions
+    from edgecv.runtimes.evaluation.evaluate import EvalOptions, evaluate
 
     size = args.img_size
     data = make_shapes_dataset(tmp / "shapes", classes=SHAPES, per_class=args.per_class, size=size, seed=0,

@@ -41,12 +41,12 @@ SIZE = (640, 480)
 
 def export_model(path: Path) -> Path:
     import onnx
-    from edgecv.exporters import export_onnx
-    from edgecv.models import create_model
-    from edgecv.runtimes.labels import imagenet_labels
 
     from edgecv.contract import ModelContract, embed_contract
+    from edgecv.exporters import export_onnx
+    from edgecv.models import create_model
     from edgecv.preprocess import default_spec
+    from edgecv.runtimes.labels import imagenet_labels
 
     export_onnx(create_model("mobilenet_v3_small").eval(), path, input_shape=(3, 224, 224))
     proto = onnx.load(str(path))
@@ -57,7 +57,7 @@ def export_model(path: Path) -> Path:
 
 
 def cameras(n: int, fps: float, *, copy: bool = True) -> list:
-    from edgecv.runtimes.sources import FakeCapture, LiveSource
+    from edgecv.runtimes.streaming.sources import FakeCapture, LiveSource
 
     colours = [(0, 0, 200), (0, 200, 0), (200, 0, 0), (0, 200, 200)]
     return [LiveSource(lambda c=colours[i % 4]: FakeCapture(fps=fps, size=SIZE, colour=c, copy=copy),
@@ -66,7 +66,7 @@ def cameras(n: int, fps: float, *, copy: bool = True) -> list:
 
 def run(clf, sources, seconds: float, **options) -> tuple:
     """One timed multi-stream run; returns the report and (t since start, stream, age ms) per frame."""
-    from edgecv.runtimes.multistream import MultiStreamOptions, run_multistream
+    from edgecv.runtimes.streaming.multistream import MultiStreamOptions, run_multistream
 
     stop = threading.Event()
     timer = threading.Timer(seconds, stop.set)

@@ -58,12 +58,12 @@ def export(name: str, dest: Path, *, calib: np.ndarray | None = None) -> Path:
     logit per class is subtracted, so untrained predictions vary from image to image."""
     import onnx
     import torch
-    from edgecv.exporters.onnx_export import export_onnx
-    from edgecv.models import create_model
-    from edgecv.runtimes.labels import imagenet_labels
 
     from edgecv.contract import ModelContract, embed_contract
+    from edgecv.exporters.onnx_export import export_onnx
+    from edgecv.models import create_model
     from edgecv.preprocess import default_spec
+    from edgecv.runtimes.labels import imagenet_labels
 
     torch.manual_seed(0)
     model = create_model(name, num_classes=1000).eval()
@@ -104,10 +104,9 @@ def centred(model: Any, images: Any) -> Any:
 
 
 def quantize(src: Path, dest: Path, calib: Path) -> Path:
+    from edgecv.contract import read_contract
     from edgecv.exporters.quantize import quantize_int8_static
     from edgecv.exporters.samples import find_samples
-
-    from edgecv.contract import read_contract
 
     contract = read_contract(src)
     samples = find_samples(calib, task="image", labels=contract.labels, limit=32)
@@ -116,7 +115,7 @@ def quantize(src: Path, dest: Path, calib: Path) -> Path:
 
 
 def engines(fp32: Path, int8: Path, threads: int) -> dict[str, Any]:
-    from edgecv.runtimes.engine import EngineOptions, open_engine
+    from edgecv.runtimes.engines.base import EngineOptions, open_engine
 
     def on(path: Path, provider: str, precision: str = "auto") -> Any:
         return open_engine(path, EngineOptions(provider=provider, threads=threads, spinning=True,
@@ -165,10 +164,9 @@ def agreement(engs: dict[str, Any], images: np.ndarray, batch: int = 8) -> dict[
 
 
 def prepared_images(folder: Path, fp32: Path, limit: int) -> np.ndarray:
-    from edgecv.runtimes.sources import collect_images
-
     from edgecv.contract import read_contract
     from edgecv.preprocess import load_image, preprocess_image
+    from edgecv.runtimes.streaming.sources import collect_images
 
     spec = read_contract(fp32).preprocess
     return np.stack([preprocess_image(load_image(p), spec) for p in collect_images([folder])[:limit]])
@@ -177,9 +175,10 @@ def prepared_images(folder: Path, fp32: Path, limit: int) -> np.ndarray:
 def bench_stream(model: Path, video: Path, *, rounds: int = 3, runs: int = 60) -> dict[str, Any]:
     """The stream loop on OpenVINO at 1 thread: FPS vs 1000 / inference p50 (median of rounds)."""
     import cv2
+
     from edgecv.runtimes import load
-    from edgecv.runtimes.sources import VideoFileSource
-    from edgecv.runtimes.stream import StreamOptions, run_stream
+    from edgecv.runtimes.streaming.sources import VideoFileSource
+    from edgecv.runtimes.streaming.stream import StreamOptions, run_stream
 
     clf = load(model, provider="openvino", threads=1)
     cap = cv2.VideoCapture(str(video))
@@ -250,12 +249,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     args.batches = [int(b) for b in args.batches.split(",")]
 
-    from edgecv.runtimes.openvino_engine import import_openvino
-    from edgecv.runtimes.profiling import sysinfo
-
     from edgecv.demo.synthetic import make_shapes_dataset, make_shapes_video
     from edgecv.hardware import BF16_FLAGS, cpu_flags
     from edgecv.io import write_json_atomic, write_text_atomic
+    from edgecv.runtimes.engines.openvino_engine import import_openvino
+    from edgecv.runtimes.profiling import sysinfo
 
     started, load_before = time.time(), os.getloadavg()
     rows: list[dict[str, Any]] = []

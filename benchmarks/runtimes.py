@@ -40,6 +40,7 @@ RESULTS = Path(__file__).resolve().parent / "results"
 def build(name: str) -> tuple[Any, str]:
     """A randomly initialised model in eval mode and its task."""
     import torch
+
     from edgecv.models import create_model, get_model_spec
 
     torch.manual_seed(0)
@@ -92,7 +93,8 @@ def runners(model: Any, fp32: Path, int8: Path | None, feeds: dict[str, np.ndarr
 
     import cv2
     import torch
-    from edgecv.runtimes.session import create_session
+
+    from edgecv.runtimes.engines.session import create_session
 
     out: dict[str, Callable[[], Any]] = {}
     tensor = torch.from_numpy(next(iter(feeds.values())))
@@ -165,6 +167,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     import torch
+
+    from edgecv.io import write_json_atomic, write_text_atomic
     from edgecv.runtimes.profiling import sysinfo
     from edgecv.runtimes.profiling.roofline import (
         matmul_peak_gflops,
@@ -172,8 +176,6 @@ def main(argv: list[str] | None = None) -> int:
         ort_matmul_gflops,
     )
     from edgecv.runtimes.profiling.timing import summarize
-
-    from edgecv.io import write_json_atomic, write_text_atomic
 
     torch.set_num_threads(args.threads)
     env = sysinfo.collect(["CPUExecutionProvider"])

@@ -35,11 +35,11 @@ RESULTS = Path(__file__).resolve().parent / "results"
 def export_mobilenet_v2(path: Path) -> Path:
     import onnx
     import torch
-    from edgecv.models import create_model
-    from edgecv.runtimes.labels import imagenet_labels
 
     from edgecv.contract import ModelContract, embed_contract
+    from edgecv.models import create_model
     from edgecv.preprocess import default_spec
+    from edgecv.runtimes.labels import imagenet_labels
 
     model = create_model("mobilenet_v2").eval()
     dummy = torch.randn(1, 3, 224, 224)
@@ -106,8 +106,9 @@ def bench_video(clf, video: Path, *, runs: int, rounds: int = 3) -> dict:
     the video]; the ratio is the median of the per-round ratios, so a burst of load from another
     process skews one round rather than the figure."""
     import cv2
-    from edgecv.runtimes.sources import VideoFileSource
-    from edgecv.runtimes.stream import StreamOptions, run_stream
+
+    from edgecv.runtimes.streaming.sources import VideoFileSource
+    from edgecv.runtimes.streaming.stream import StreamOptions, run_stream
 
     cap = cv2.VideoCapture(str(video))
     ok, first = cap.read()
@@ -150,8 +151,8 @@ def bench_video(clf, video: Path, *, runs: int, rounds: int = 3) -> dict:
 def bench_live(clf, *, seconds: float, fps: float = 30.0) -> dict:
     import threading
 
-    from edgecv.runtimes.sources import FakeCapture, LiveSource
-    from edgecv.runtimes.stream import StreamOptions, run_stream
+    from edgecv.runtimes.streaming.sources import FakeCapture, LiveSource
+    from edgecv.runtimes.streaming.stream import StreamOptions, run_stream
 
     src = LiveSource(lambda: FakeCapture(fps=fps, size=(640, 480)), name=f"fake {fps:g} fps camera")
     stop = threading.Event()
@@ -218,9 +219,8 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--tag", default="", help="suffix for the result files")
     args = ap.parse_args(argv)
 
-    from edgecv.runtimes import load
-
     from edgecv.demo.synthetic import make_shapes_video
+    from edgecv.runtimes import load
 
     work = Path(tempfile.mkdtemp(prefix="edgecv-stream-bench-"))
     model_path = args.model or export_mobilenet_v2(work / "mobilenet_v2.onnx")

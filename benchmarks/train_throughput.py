@@ -89,6 +89,7 @@ def bench_pipeline(root: Path, *, img_size: int, batch: int, batches: int, worke
 
 def bench_step(*, img_size: int, batch: int, steps: int, loader=None) -> dict:
     import torch
+
     from edgecv.models import create_model
 
     torch.manual_seed(0)

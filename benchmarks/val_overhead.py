@@ -3,7 +3,7 @@
 The bare loop is what one would write by hand: for each batch, decode the files
 (``edgecv.preprocess.load_image``), preprocess them (``preprocess_image``, the same spec), stack
 and ``session.run`` (same ONNX Runtime settings and threads), argmax, count the hits. ``edgecv
-val`` (:func:`edgecv.runtimes.evaluation.evaluate`) does the same plus everything it reports
+val`` (:func:`edgecv.runtimes.evaluation.evaluate.evaluate`) does the same plus everything it reports
 (top-k, confusion matrix, per-class figures, per-call latency), with decoding and preprocessing on
 a producer thread that overlaps inference, as the stream loop does. Both are timed end to end
 (model load included) in interleaved rounds; the medians per image are compared.
@@ -58,7 +58,7 @@ def bare_loop(model: Path, data: Path, *, batch: int, threads: int) -> tuple[flo
     from edgecv.contract import ModelContract
     from edgecv.data import scan_image_folder
     from edgecv.preprocess import load_image, preprocess_image
-    from edgecv.runtimes.session import create_session
+    from edgecv.runtimes.engines.session import create_session
 
     t0 = time.perf_counter()
     session = create_session(model, provider="cpu", threads=threads).session
@@ -74,8 +74,8 @@ def bare_loop(model: Path, data: Path, *, batch: int, threads: int) -> tuple[flo
 
 
 def val_run(model: Path, data: Path, *, batch: int, threads: int) -> tuple[float, int]:
-    from edgecv.runtimes.engine import EngineOptions
-    from edgecv.runtimes.evaluation import EvalOptions, evaluate
+    from edgecv.runtimes.engines.base import EngineOptions
+    from edgecv.runtimes.evaluation.evaluate import EvalOptions, evaluate
 
     t0 = time.perf_counter()
     report = evaluate(model, data, EvalOptions(batch_size=batch, engine=EngineOptions(provider="cpu", threads=threads)))

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
+from edgecv.errors import InputError
 from edgecv.exporters.onnx_export import (
     DEFAULT_OPSET,
     check_opset,
@@ -50,8 +51,6 @@ from edgecv.exporters.stages import (
     write_files,
 )
 from edgecv.exporters.verify import FP32_ATOL, FP32_RTOL, Reference, torch_reference
-
-from edgecv.errors import InputError
 from edgecv.io import check_writable
 
 

@@ -29,10 +29,10 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import numpy as np
-from edgecv.exporters.onnx_export import save_onnx, scratch_dir
-from edgecv.exporters.samples import SampleSet, batch_arrays
 
 from edgecv.errors import InputError, ModelError, short_message
+from edgecv.exporters.onnx_export import save_onnx, scratch_dir
+from edgecv.exporters.samples import SampleSet, batch_arrays
 from edgecv.hardware import has_vnni, is_x86, read_cpuinfo
 from edgecv.preprocess import PreprocessSpec
 

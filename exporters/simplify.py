@@ -15,9 +15,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from edgecv.exporters.onnx_export import count_nodes, model_files, save_onnx
-
 from edgecv.errors import short_message
+from edgecv.exporters.onnx_export import count_nodes, model_files, save_onnx
 
 
 @dataclass

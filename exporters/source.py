@@ -165,6 +165,7 @@ def _num_outputs(model: Any, *, task: str, spec: PreprocessSpec | None, source: 
     1-channel model, a size the network cannot take) fails here, before any export work, with
     one line naming the input the network got."""
     import torch
+
     from edgecv.exporters.onnx_export import make_sample_input
 
     shape = tuple(int(d) for d in spec.input_shape(1)[1:]) if spec is not None else None

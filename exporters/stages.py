@@ -16,6 +16,9 @@ from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
+
+from edgecv.contract import ModelContract, embed_contract
+from edgecv.errors import EdgecvError
 from edgecv.exporters import quantize as _quantize
 from edgecv.exporters.onnx_export import count_nodes, export_onnx, file_size, save_onnx
 from edgecv.exporters.samples import SampleSet
@@ -28,9 +31,6 @@ from edgecv.exporters.verify import (
     Reference,
     verify_onnx,
 )
-
-from edgecv.contract import ModelContract, embed_contract
-from edgecv.errors import EdgecvError
 
 REDUCED = ("fp16", "int8")  # stages that convert the deployed fp32 graph
 # int8 earns its place only when it is at least this much faster than fp32 at every batch size
@@ -163,7 +163,7 @@ def _speed_feeds(run: ExportRun) -> Callable[[int], dict[str, np.ndarray]]:
 
 
 def _timings(run: ExportRun, fp32: Path, int8: Path) -> list[dict[str, Any]]:
-    from edgecv.runtimes.ab_timing import compare_latency
+    from edgecv.runtimes.profiling.ab_timing import compare_latency
 
     pairs = compare_latency(fp32, int8, _speed_feeds(run), batches=run.speed_batches, threads=run.speed_threads)
     return [p.to_dict("fp32", "int8") for p in pairs]

@@ -19,9 +19,9 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Sequence
 
 import numpy as np
-from edgecv.exporters.samples import SampleSet, batch_arrays
 
 from edgecv.errors import ModelError
+from edgecv.exporters.samples import SampleSet, batch_arrays
 from edgecv.postprocess import top_k
 from edgecv.preprocess import PreprocessSpec
 from edgecv.tokenizer import WordTokenizer
@@ -114,7 +114,7 @@ def run_onnx(path: str | os.PathLike[str], batches: Sequence[np.ndarray], *,
 
     Raises :class:`ModelError` naming the batch shape at which the graph stops running.
     """
-    from edgecv.runtimes.session import create_session
+    from edgecv.runtimes.engines.session import create_session
 
     info = create_session(path, provider="cpu", threads=threads)
     session = info.session

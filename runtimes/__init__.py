@@ -12,14 +12,14 @@ from edgecv.runtimes.classifier import (
     TopK,
     load,
 )
-from edgecv.runtimes.engine import Engine, EngineOptions, open_engine
+from edgecv.runtimes.engines.base import Engine, EngineOptions, open_engine
+from edgecv.runtimes.engines.session import PROVIDER_CHOICES, SessionInfo, create_session
 from edgecv.runtimes.foreign import PreprocessOverrides
 from edgecv.runtimes.inputs import InputInfo, check_input
 from edgecv.runtimes.labels import imagenet_labels, load_labels
-from edgecv.runtimes.session import PROVIDER_CHOICES, SessionInfo, create_session
-from edgecv.runtimes.multistream import MultiStreamOptions, MultiStreamReport, run_multistream
-from edgecv.runtimes.sources import FakeCapture, LiveSource, StreamLost, open_source, open_stream
-from edgecv.runtimes.stream import FrameResult, StreamOptions, StreamReport, run_pipeline, run_stream
+from edgecv.runtimes.streaming.multistream import MultiStreamOptions, MultiStreamReport, run_multistream
+from edgecv.runtimes.streaming.sources import FakeCapture, LiveSource, StreamLost, open_source, open_stream
+from edgecv.runtimes.streaming.stream import FrameResult, StreamOptions, StreamReport, run_pipeline, run_stream
 
 __all__ = [
     "PROVIDER_CHOICES", "SessionInfo", "create_session", "Engine", "EngineOptions", "open_engine",

@@ -19,7 +19,13 @@ from pathlib import Path
 from typing import Any, Iterator, NamedTuple, Sequence, Union
 
 import numpy as np
-from edgecv.runtimes.engine import Engine, EngineOptions, open_engine
+
+from edgecv.contract import ModelContract
+from edgecv.errors import InputError, ModelError
+from edgecv.postprocess import squeeze_logits, to_probabilities
+from edgecv.postprocess import top_k as rank_top_k
+from edgecv.preprocess import PreprocessSpec, load_image, preprocess_image
+from edgecv.runtimes.engines.base import Engine, EngineOptions, open_engine
 from edgecv.runtimes.foreign import PreprocessOverrides, build_spec
 from edgecv.runtimes.inputs import (  # noqa: F401
     ORT_DTYPES,
@@ -28,12 +34,6 @@ from edgecv.runtimes.inputs import (  # noqa: F401
     check_output_shape,
 )
 from edgecv.runtimes.labels import fit_labels, load_labels
-
-from edgecv.contract import ModelContract
-from edgecv.errors import InputError, ModelError
-from edgecv.postprocess import squeeze_logits, to_probabilities
-from edgecv.postprocess import top_k as rank_top_k
-from edgecv.preprocess import PreprocessSpec, load_image, preprocess_image
 from edgecv.tokenizer import WordTokenizer
 
 ImageLike = Union[np.ndarray, str, os.PathLike]
@@ -286,7 +286,7 @@ class Classifier:
         >>> for r in clf.stream([0, "rtsp://cam/2"], smooth=0.3):   # doctest: +SKIP
         ...     print(r.stream, r.top_k[0].label)
         """
-        from edgecv.runtimes.multistream import stream_results
+        from edgecv.runtimes.streaming.multistream import stream_results
 
         yield from stream_results(self, sources, top_k=top_k, smooth=smooth, max_frames=max_frames,
                                   max_wait_ms=max_wait_ms, stride=stride, fps_limit=fps_limit,

@@ -86,7 +86,7 @@ class InferOptions:
 
     def engine_options(self) -> Any:
         """How to open the model's engine: provider, threads and the backend options."""
-        from edgecv.runtimes.engine import EngineOptions
+        from edgecv.runtimes.engines.base import EngineOptions
 
         return EngineOptions(provider=self.provider, threads=self.threads, verbose=self.verbose,
                              allow_fallback=self.allow_fallback, batch_sizes=(self.batch_size,),
@@ -152,8 +152,8 @@ def check_outputs(opts: InferOptions) -> None:
     never lost at its first or last write and no half-written file is left behind."""
     from edgecv.errors import InputError
     from edgecv.io import check_writable
-    from edgecv.runtimes.outputs import VideoSink
-    from edgecv.runtimes.stream_list import stream_specs
+    from edgecv.runtimes.streaming.outputs import VideoSink
+    from edgecv.runtimes.streaming.stream_list import stream_specs
 
     stream_specs(opts.inputs, cameras=opts.camera, streams_file=opts.streams_file, mosaic=opts.mosaic_path)
     for flag, path in opts.output_paths():
@@ -244,7 +244,7 @@ def infer(**params: Any) -> None:
 def _infer_text(clf: Any, texts: list[str], opts: InferOptions) -> None:
     from edgecv.errors import InputError
     from edgecv.runtimes.attention_view import format_attention
-    from edgecv.runtimes.outputs import JsonlSink
+    from edgecv.runtimes.streaming.outputs import JsonlSink
 
     if clf.task != "text":
         raise InputError(f"{clf.path.name}: is an image model (input {clf.input.describe()}); --text and "
@@ -304,7 +304,7 @@ def _verify_inputs(clf: Any, opts: InferOptions, texts: list[str]) -> tuple[Any,
 
     from edgecv.errors import InputError
     from edgecv.preprocess import load_image
-    from edgecv.runtimes.sources import collect_images, is_url, is_video
+    from edgecv.runtimes.streaming.sources import collect_images, is_url, is_video
 
     if texts:
         length = clf.input.shape[1] if len(clf.input.shape) > 1 else None
@@ -339,11 +339,11 @@ def _infer_stream(clf: Any, opts: InferOptions) -> None:
 
     from edgecv.errors import InputError
     from edgecv.io import write_json_atomic
-    from edgecv.runtimes.outputs import format_summary
-    from edgecv.runtimes.sources import ImageSource, open_source
-    from edgecv.runtimes.stream import StreamOptions, run_stream
-    from edgecv.runtimes.stream_list import stream_specs
-    from edgecv.runtimes.stream_outputs import open_sinks, progress_bar, result_printer
+    from edgecv.runtimes.streaming.outputs import format_summary
+    from edgecv.runtimes.streaming.sources import ImageSource, open_source
+    from edgecv.runtimes.streaming.stream import StreamOptions, run_stream
+    from edgecv.runtimes.streaming.stream_list import stream_specs
+    from edgecv.runtimes.streaming.stream_outputs import open_sinks, progress_bar, result_printer
 
     if clf.task != "image":
         raise InputError(f"{clf.path.name}: is a text model (input {clf.input.describe()}); expected texts "
@@ -381,9 +381,9 @@ def _infer_streams(clf: Any, opts: InferOptions, specs: list[str]) -> None:
     import threading
 
     from edgecv.io import write_json_atomic
-    from edgecv.runtimes.multistream import MultiStreamOptions, format_multi_summary, run_multistream
-    from edgecv.runtimes.sources import open_streams
-    from edgecv.runtimes.stream_outputs import open_stream_sinks
+    from edgecv.runtimes.streaming.multistream import MultiStreamOptions, format_multi_summary, run_multistream
+    from edgecv.runtimes.streaming.sources import open_streams
+    from edgecv.runtimes.streaming.stream_outputs import open_stream_sinks
 
     sources = open_streams(specs, stride=opts.stride, retries=opts.retries, fps_limit=opts.fps_limit,
                            realtime=opts.realtime)

@@ -135,7 +135,7 @@ class InspectOptions:
         ONNX Runtime on CPU). ``edgecv.graph`` may not import ``edgecv.runtimes``; the command may."""
         if self.provider is None:
             return None
-        from edgecv.runtimes.engine import EngineOptions, open_engine
+        from edgecv.runtimes.engines.base import EngineOptions, open_engine
 
         options = EngineOptions(provider=self.provider, precision=self.precision, allow_fallback=self.allow_fallback)
         return lambda path: open_engine(path, options)

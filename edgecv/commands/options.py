@@ -113,7 +113,7 @@ class ProviderType(click.ParamType):
     name = "provider"
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
-        from edgecv.runtimes.engine import normalize_provider
+        from edgecv.runtimes.engines.base import normalize_provider
 
         try:
             return normalize_provider(str(value))

@@ -7,7 +7,7 @@ from typing import Any
 import click
 
 from edgecv.commands.options import CommaList, backend_options, engine_fields
-from edgecv.runtimes.engine import normalize_provider
+from edgecv.runtimes.engines.base import normalize_provider
 
 _POSITIVE = {"convert": int, "minimum": 1}
 
@@ -50,6 +50,9 @@ def _precision_list(command: Any) -> Any:
 @click.option("--csv", "csv_out", default=None, metavar="FILE", help="Write results as CSV.")
 @click.option("--markdown", "md_out", default=None, metavar="FILE", help="Write a Markdown report.")
 @click.option("--plot", "plot_out", default=None, metavar="FILE.png", help="Latency distribution plot (needs matplotlib).")
+@click.option("--wide", is_flag=True,
+              help="Print every column (create and first-run ms, p90, mean, std, min, max, runs, GFLOP/s, % peak, "
+                   "GPU copy times); the default table fits in 120 columns. JSON/CSV/Markdown always hold every field.")
 @click.option("--assert-p99-ms", default=None, type=float, metavar="X", help="Exit 1 if any configuration's p99 exceeds X ms.")
 @click.option("--spinning/--no-spinning", default=True, show_default=True,
               help="Let ONNX Runtime's intra-op threads spin between runs (its default; lowest latency). "
@@ -66,7 +69,7 @@ def profile(models: tuple[str, ...], provider: list[str], batch: list[int], thre
             seq_len: list[int] | None,
             shapes: tuple[str, ...], warmup: int, runs: int | None, duration: float | None, ops: bool, top: int,
             torch_ckpt: str | None, opencv: bool, pipeline: str | None, peak: str, json_out: str | None,
-            csv_out: str | None, md_out: str | None, plot_out: str | None, assert_p99_ms: float | None,
+            csv_out: str | None, md_out: str | None, plot_out: str | None, wide: bool, assert_p99_ms: float | None,
             spinning: bool, verify: bool, data: str | None, verbose: bool, **backend: Any) -> None:
     """Measure latency of MODEL.onnx on this device: cold start, p50/p90/p99, throughput.
 
@@ -80,6 +83,7 @@ def profile(models: tuple[str, ...], provider: list[str], batch: list[int], thre
     Examples:
       edgecv profile model.onnx
       edgecv profile fp32.onnx int8.onnx --batch 1,8 --threads 1,2 --markdown report.md
+      edgecv profile fp32.onnx int8.onnx --wide --plot latency.png
       edgecv profile model.onnx --ops --top 15
       edgecv profile model.onnx --torch runs/exp1/best.pt --opencv --json -
       edgecv profile text.onnx --seq-len 16,64,256 --assert-p99-ms 20
@@ -87,7 +91,7 @@ def profile(models: tuple[str, ...], provider: list[str], batch: list[int], thre
       edgecv profile model.onnx model.int8.onnx --provider cpu,openvino --precision f32,bf16 --batch 1,8
     """
     from edgecv.hardware import usable_cores
-    from edgecv.runtimes.engine import EngineOptions
+    from edgecv.runtimes.engines.base import EngineOptions
     from edgecv.runtimes.profiling.job import ProfileOptions, check_p99, run_profile
     from edgecv.runtimes.profiling.sweep import parse_shapes
 
@@ -107,7 +111,7 @@ def profile(models: tuple[str, ...], provider: list[str], batch: list[int], thre
     to_stdout = json_out == "-"
     say = _progress(quiet=to_stdout)
     result = run_profile(opts, progress=say)
-    _emit(result, opts, json_out=json_out, csv_out=csv_out, md_out=md_out, plot_out=plot_out)
+    _emit(result, opts, json_out=json_out, csv_out=csv_out, md_out=md_out, plot_out=plot_out, wide=wide)
     if assert_p99_ms is not None:
         over = check_p99(result.rows, assert_p99_ms)
         if over:
@@ -159,14 +163,16 @@ def _progress(*, quiet: bool) -> Any:
 
 
 def _emit(result: Any, opts: Any, *, json_out: str | None, csv_out: str | None, md_out: str | None,
-          plot_out: str | None) -> None:
+          plot_out: str | None, wide: bool = False) -> None:
+    """Files first (they keep every field), then the terminal: prose wrapped and the compact
+    table, so nothing wraps in a 120-column terminal (``--wide``: the full table)."""
     from edgecv.runtimes.profiling import report, sysinfo
 
     header = sysinfo.header_lines(result.env)
     budget = f"{opts.duration_s:g} s" if opts.duration_s else f"{opts.runs or 100} runs"
-    header.append(f"warm-up {opts.warmup} runs, then {budget} per configuration; times in ms, "
-                  f"'vs first' = p50 of the first row of its batch/threads group / p50 of the row; ONNX Runtime "
+    header.append(f"warm-up {opts.warmup} runs, then {budget} per configuration; times in ms; ONNX Runtime "
                   f"thread spinning {'on' if opts.spinning else 'off'}")
+    header.append("'vs first' = p50 of the first row of its batch/threads group / p50 of the row")
     header += _openvino_lines(result)
     public = [{k: v for k, v in row.items() if k != "samples_ms"} for row in result.rows]
     flat = [{k: v for k, v in row.items() if not isinstance(v, dict)} for row in public]
@@ -188,16 +194,14 @@ def _emit(result: Any, opts: Any, *, json_out: str | None, csv_out: str | None, 
         for notice in result.notices:
             click.echo(notice, err=True)
         return
-    for line in header:
+    for line in report.wrap_lines(header) + list(result.notices):  # a notice stays one greppable line
         click.echo(line)
-    for notice in result.notices:
-        click.echo(notice)
     click.echo("")
-    click.echo(report.format_results(public))
+    click.echo(report.format_results(public) if wide else report.format_compact(public))
     comps = report.comparison_lines(public)
     if comps:
         click.echo("")
-        for line in comps:
+        for line in report.wrap_lines(comps):
             click.echo(line)
     for label, prof in result.ops:
         click.echo(f"\nwhere the time goes: {label}")

@@ -80,8 +80,8 @@ class ValOptions:
         return sys.stderr if self.json_path == "-" else sys.stdout
 
     def eval_options(self) -> Any:
-        from edgecv.runtimes.engine import EngineOptions
-        from edgecv.runtimes.evaluation import EvalOptions
+        from edgecv.runtimes.engines.base import EngineOptions
+        from edgecv.runtimes.evaluation.evaluate import EvalOptions
 
         engine = EngineOptions(provider=self.provider, threads=self.threads, verbose=self.verbose,
                                allow_fallback=self.allow_fallback, batch_sizes=(self.batch_size,),
@@ -151,7 +151,7 @@ def val(**params: Any) -> None:
     if len(opts.paths) < 2:
         raise click.UsageError("give MODEL.onnx [MORE.onnx ...] DATA: one or more models, then the labelled data")
     check_outputs(opts)
-    from edgecv.runtimes.evaluation import evaluate
+    from edgecv.runtimes.evaluation.evaluate import evaluate
 
     report = evaluate(opts.models, opts.data, opts.eval_options(), progress=_progress(opts))
     for warning in report.warnings:
@@ -162,7 +162,7 @@ def val(**params: Any) -> None:
 def _write(report: Any, opts: ValOptions) -> None:
     """Files first (--out, --csv, --markdown, --json), then the summary that lists them."""
     from edgecv.io import write_json_atomic, write_text_atomic
-    from edgecv.runtimes.eval_report import format_csv, format_markdown, format_report, write_outputs
+    from edgecv.runtimes.evaluation.report import format_csv, format_markdown, format_report, write_outputs
 
     files: list[Path] = []
     if opts.out_dir is not None:

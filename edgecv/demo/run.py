@@ -6,9 +6,9 @@ Five steps, each calling the same public library functions the individual comman
 2. train a small classifier on it (:func:`edgecv.training.trainer.train`);
 3. export fp32 + int8 ONNX with parity checks (:func:`edgecv.exporters.run_export`), then
    evaluate both on the validation images as ``edgecv val`` does
-   (:func:`edgecv.runtimes.evaluation.evaluate`): the summary's accuracy figures come from there;
+   (:func:`edgecv.runtimes.evaluation.evaluate.evaluate`): the summary's accuracy figures come from there;
 4. write a video of moving shapes and classify it with the stream loop
-   (:func:`edgecv.runtimes.stream.run_stream`), scoring every frame against the video's truth;
+   (:func:`edgecv.runtimes.streaming.stream.run_stream`), scoring every frame against the video's truth;
 5. profile fp32 vs int8 (:func:`edgecv.runtimes.profiling.job.run_profile`).
 
 Everything is seeded and runs on the CPU with a fixed thread count, so two runs give the same

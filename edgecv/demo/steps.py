@@ -95,9 +95,9 @@ def validate(cfg: DemoConfig, out: Path, report: Any, *, say: Callable[[str], No
     of which int8 was calibrated on), with the demo's threads; the accuracy figures of the
     summary come from here. Writes val.json, val.md and per-model CSV/PNG under ``out/val``."""
     from edgecv.io import write_json_atomic, write_text_atomic
-    from edgecv.runtimes.engine import EngineOptions
-    from edgecv.runtimes.eval_report import format_markdown, format_report, write_outputs
-    from edgecv.runtimes.evaluation import EvalOptions, evaluate
+    from edgecv.runtimes.engines.base import EngineOptions
+    from edgecv.runtimes.evaluation.evaluate import EvalOptions, evaluate
+    from edgecv.runtimes.evaluation.report import format_markdown, format_report, write_outputs
 
     models = [Path(report.output)] + ([int8_file(report)] if int8_file(report) else [])
     say(f"      validating {', '.join(m.name for m in models)} on {out / 'data' / 'val'} (edgecv val)")
@@ -118,9 +118,9 @@ def stream(cfg: DemoConfig, out: Path, report: Any, *, say: Callable[[str], None
     this machine): annotated mp4 + JSON lines, and per-frame accuracy against the video's truth."""
     from edgecv.demo.synthetic import load_video_truth
     from edgecv.runtimes.classifier import load
-    from edgecv.runtimes.outputs import JsonlSink, VideoSink
-    from edgecv.runtimes.sources import VideoFileSource
-    from edgecv.runtimes.stream import StreamOptions, run_stream
+    from edgecv.runtimes.streaming.outputs import JsonlSink, VideoSink
+    from edgecv.runtimes.streaming.sources import VideoFileSource
+    from edgecv.runtimes.streaming.stream import StreamOptions, run_stream
 
     model_path = model or (int8_file(report) if int8_recommended(report) else Path(report.output))
     video = out / "video" / "shapes.mp4"
@@ -146,7 +146,7 @@ def stream(cfg: DemoConfig, out: Path, report: Any, *, say: Callable[[str], None
     finally:
         if bar is not None:
             bar.close()
-    from edgecv.runtimes.outputs import format_summary
+    from edgecv.runtimes.streaming.outputs import format_summary
 
     for line in format_summary(stream_report).splitlines():
         say(f"      {line}")

@@ -12,10 +12,10 @@ from pathlib import Path
 from typing import Any, Callable, ContextManager, Protocol
 
 import numpy as np
-from edgecv.runtimes.profiling.sweep import Config, ProfileResult, seq_of
-from edgecv.runtimes.profiling.timing import ColdStart, first_run_ms, measure
 
 from edgecv.errors import ModelError
+from edgecv.runtimes.profiling.sweep import Config, ProfileResult, seq_of
+from edgecv.runtimes.profiling.timing import ColdStart, first_run_ms, measure
 
 
 class Baseline(Protocol):

@@ -15,10 +15,10 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Sequence
 
 import numpy as np
-from edgecv.runtimes.engine import PRECISION_FAMILIES, provider_family
-from edgecv.runtimes.profiling import roofline, sweep
 
 from edgecv.errors import EdgecvError, InputError
+from edgecv.runtimes.engines.base import PRECISION_FAMILIES, provider_family
+from edgecv.runtimes.profiling import roofline, sweep
 
 # provider families whose engine chooses its own arithmetic (EngineOptions.precision): only these
 # are measured once per --precision value; ONNX Runtime runs what the file holds
@@ -61,7 +61,7 @@ class ProfileOptions:
         sequence lengths, which TensorRT's optimisation profiles must cover)."""
         from dataclasses import replace
 
-        from edgecv.runtimes.engine import EngineOptions
+        from edgecv.runtimes.engines.base import EngineOptions
 
         return replace(self.engine or EngineOptions(), spinning=self.spinning, verbose=self.verbose,
                        batch_sizes=tuple(self.batches), seq_lens=tuple(s for s in self.seq_lens if s))
@@ -117,7 +117,7 @@ def run_profile(opts: ProfileOptions, *, progress: Callable[[str], None] | None 
     rows = report.add_ratios([r.to_dict(samples=True) for r in results])
     env = sysinfo.collect(p for r in results for p in r.providers)
     if any(r.runtime == "openvino" for r in results):
-        from edgecv.runtimes.openvino_engine import import_openvino
+        from edgecv.runtimes.engines.openvino_engine import import_openvino
 
         env["versions"]["openvino"] = import_openvino().get_version().split("-")[0]
     out = ProfileReport(rows, env, notices, ops)
@@ -178,9 +178,8 @@ def _baselines(opts: ProfileOptions, configs: Sequence[sweep.Config], notices: l
 def _handed_in(baseline: Any, cfg: sweep.Config, opts: ProfileOptions,
                notices: list[str]) -> sweep.ProfileResult | None:
     """One handed-in baseline row; a failure is a notice (its runtime is not ours to judge)."""
-    from edgecv.runtimes.profiling import baselines
-
     from edgecv.errors import short_message
+    from edgecv.runtimes.profiling import baselines
 
     feeds = sweep.synthesize_inputs(cfg.model, batch=cfg.batch, seq_len=cfg.seq_len, shapes=opts.shapes)
     try:
@@ -311,7 +310,7 @@ def _add_parity(opts: ProfileOptions, measured: Sequence[tuple[sweep.Config, swe
                 infos: Sequence[sweep.ModelInfo], notices: list[str], say: Callable[[str], None]) -> None:
     """Compare every row but the references themselves with the reference on ONNX Runtime CPU
     (same inputs, first output); a check that cannot run is a notice, the latency row stands."""
-    from edgecv.runtimes.engine import EngineOptions, open_engine
+    from edgecv.runtimes.engines.base import EngineOptions, open_engine
 
     refs = _references(infos)
     template = opts.engine_template()
@@ -359,10 +358,9 @@ def _parity_inputs(opts: ProfileOptions, cfg: sweep.Config, cache: dict[tuple[An
 
 def _images(data: str, info: sweep.ModelInfo) -> np.ndarray:
     """Up to PARITY_IMAGES images under ``data``, preprocessed as ``edgecv infer`` would."""
-    from edgecv.runtimes.foreign import build_spec
-    from edgecv.runtimes.sources import collect_images
-
     from edgecv.preprocess import load_image, preprocess_image
+    from edgecv.runtimes.foreign import build_spec
+    from edgecv.runtimes.streaming.sources import collect_images
 
     inp = info.inputs[0]
     base = info.contract.preprocess if info.contract is not None else None

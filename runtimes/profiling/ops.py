@@ -112,7 +112,7 @@ def profile_ops(path: str | os.PathLike[str], feeds: dict[str, Any], *, provider
     Uses its own session: profiling adds per-kernel bookkeeping that must not leak into the
     latency numbers measured by the main sweep.
     """
-    from edgecv.runtimes.session import create_session
+    from edgecv.runtimes.engines.session import create_session
 
     with tempfile.TemporaryDirectory(prefix="edgecv-ops-") as tmp:
         info = create_session(path, provider=provider, threads=threads, verbose=verbose,

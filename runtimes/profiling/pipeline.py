@@ -1,6 +1,6 @@
 """``edgecv profile --pipeline VIDEO``: the real stream loop, timed stage by stage.
 
-Runs :func:`edgecv.runtimes.stream.run_pipeline` (the same loop ``edgecv infer`` uses, so the
+Runs :func:`edgecv.runtimes.streaming.stream.run_pipeline` (the same loop ``edgecv infer`` uses, so the
 numbers describe what a deployment does) and reshapes its report into rows: decode (capture),
 preprocess, inference, postprocess, plus end-to-end FPS. Decode and preprocess run on their own
 threads and overlap inference, so end-to-end FPS can exceed 1000 / (sum of stage means).
@@ -19,7 +19,7 @@ def profile_pipeline(model: str | os.PathLike[str], video: str | os.PathLike[str
                      threads: int | None = None, max_frames: int | None = None,
                      verbose: bool = False) -> dict[str, Any]:
     """Per-stage latency and end-to-end FPS of the stream loop over ``video``."""
-    from edgecv.runtimes.stream import run_pipeline
+    from edgecv.runtimes.streaming.stream import run_pipeline
 
     if not os.path.isfile(video):
         raise InputError(f"--pipeline {video}: video file not found")

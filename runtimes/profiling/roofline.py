@@ -46,7 +46,7 @@ def ort_matmul_gflops(*, threads: int | None, n: int = 768, repeats: int = 40,
     The best run, not the median: a ceiling is what the hardware can do, and on a shared machine
     other processes can only make a run slower. Stops early after ``budget_s`` seconds.
     """
-    from edgecv.runtimes.session import create_session
+    from edgecv.runtimes.engines.session import create_session
 
     with tempfile.TemporaryDirectory(prefix="edgecv-peak-") as tmp:
         path = Path(tmp) / "matmul.onnx"

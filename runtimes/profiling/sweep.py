@@ -22,6 +22,8 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
+
+from edgecv.errors import EdgecvError, InputError, ModelError, short_message
 from edgecv.runtimes.inputs import InputInfo
 from edgecv.runtimes.profiling.timing import (
     ColdStart,
@@ -29,8 +31,6 @@ from edgecv.runtimes.profiling.timing import (
     first_run_ms,
     measure,
 )
-
-from edgecv.errors import EdgecvError, InputError, ModelError, short_message
 
 _QUANT_OPS = {"QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear", "QLinearConv", "QLinearMatMul",
               "MatMulInteger", "ConvInteger", "DynamicQuantizeMatMul", "MatMulIntegerToFloat"}
@@ -308,7 +308,7 @@ def profile_config(cfg: Config, *, warmup: int, runs: int | None, duration_s: fl
     (an ``EngineOptions``) carries the backend options; provider and threads come from ``cfg``."""
     from dataclasses import replace
 
-    from edgecv.runtimes.engine import EngineOptions, open_engine
+    from edgecv.runtimes.engines.base import EngineOptions, open_engine
 
     feeds = synthesize_inputs(cfg.model, batch=cfg.batch, seq_len=cfg.seq_len, shapes=shapes)
     base = engine_options or EngineOptions(verbose=verbose, spinning=spinning)

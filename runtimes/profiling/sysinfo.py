@@ -83,7 +83,7 @@ def collect(providers_used: Iterable[str] = ()) -> dict[str, Any]:
         "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
     }
     if any(p in _GPU_PROVIDERS for p in providers_used):
-        from edgecv.runtimes.gpu_info import gpu_stack
+        from edgecv.runtimes.engines.gpu_info import gpu_stack
 
         info["gpu_stack"] = gpu_stack()
     return info

@@ -13,7 +13,6 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "runtimes"))
 from _infer_fixtures import image_model  # noqa: E402
 
-
 # A sitecustomize on PYTHONPATH blocks torch before anything else runs in the child process.
 BLOCK_TORCH = 'import sys\nsys.modules["torch"] = None  # any "import torch" now raises ImportError\n'
 
@@ -49,7 +48,7 @@ def test_every_runtime_and_graph_module_imports_without_torch(tmp_path: Path) ->
     assert not result["torch"]
     imported = set(result["imported"])
     # the walk really reached the subpackages
-    assert {"edgecv.runtimes.profiling.job", "edgecv.runtimes.profiling.baselines", "edgecv.runtimes.stream",
+    assert {"edgecv.runtimes.profiling.job", "edgecv.runtimes.profiling.baselines", "edgecv.runtimes.streaming.stream",
             "edgecv.graph.stats", "edgecv.graph.activations"} <= imported
 
 

@@ -51,7 +51,7 @@ def test_infer_without_torch(files, kind):
 
 def test_import_runtimes_without_torch():
     code = ("import sys; sys.modules['torch'] = None; import edgecv, edgecv.runtimes; "
-            "import edgecv.runtimes.stream, edgecv.runtimes.sources, edgecv.runtimes.outputs, "
+            "import edgecv.runtimes.streaming.stream, edgecv.runtimes.streaming.sources, edgecv.runtimes.streaming.outputs, "
             "edgecv.runtimes.attention_view, edgecv.commands.infer; print('ok')")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr

@@ -18,8 +18,8 @@ from edgecv.contract import ModelContract, embed_contract
 from edgecv.preprocess import default_spec
 
 torch = pytest.importorskip("torch")
-from edgecv.models.checkpoint import save_checkpoint  # noqa: E402
 from edgecv.models import create_model, list_models  # noqa: E402
+from edgecv.models.checkpoint import save_checkpoint  # noqa: E402
 
 
 def run(*args: str):

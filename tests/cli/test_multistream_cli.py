@@ -22,7 +22,7 @@ from _cli import assert_clean_failure, run_edgecv  # noqa: E402
 from test_multistream import MjpegServer  # noqa: E402
 
 from edgecv.cli import cli  # noqa: E402
-from edgecv.runtimes import sources as S  # noqa: E402
+from edgecv.runtimes.streaming import sources as S  # noqa: E402
 
 CPU = ("--provider", "cpu", "--threads", "1")
 
@@ -161,7 +161,7 @@ def test_one_stream_lost_while_the_other_goes_on(files, tmp_path):
     rep = tmp_path / "r.json"
     result = invoke(files["model"], files["a"], url, *CPU, "--retries", 0, "--report", rep)
     assert result.exit_code == 0, result.output
-    assert f"cannot open stream after 1 attempt" in result.output
+    assert "cannot open stream after 1 attempt" in result.output
     streams = {s["stream"]: s for s in json.loads(rep.read_text())["streams"]}
     assert streams["a"]["frames"] == 40 and streams["a"]["state"] == "ended"
     assert [s["state"] for k, s in streams.items() if k != "a"] == ["lost"]

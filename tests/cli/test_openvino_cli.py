@@ -17,8 +17,7 @@ sys.path.insert(0, str(Path(__file__).parents[1] / "runtimes"))
 import _infer_fixtures as F  # noqa: E402
 
 from edgecv.cli import cli  # noqa: E402
-
-from edgecv.runtimes import openvino_engine as OV  # noqa: E402 - importable without openvino
+from edgecv.runtimes.engines import openvino_engine as OV  # noqa: E402 - importable without openvino
 
 # every test needs the openvino package except the one proving what happens without it
 needs_openvino = pytest.mark.skipif(importlib.util.find_spec("openvino") is None,

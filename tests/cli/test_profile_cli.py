@@ -239,10 +239,10 @@ def test_torch_free_subprocess(models) -> None:
 
 def test_torch_baseline_from_checkpoint(tmp_path) -> None:
     torch = pytest.importorskip("torch")
-    from edgecv.models.checkpoint import save_checkpoint
     from edgecv.contract import ModelContract, embed_contract
     from edgecv.exporters.onnx_export import export_onnx
     from edgecv.models import create_model
+    from edgecv.models.checkpoint import save_checkpoint
     from edgecv.preprocess import default_spec
 
     torch.manual_seed(0)
@@ -273,3 +273,24 @@ def test_quantized_model_gets_no_percent_of_float_peak(models, tmp_path) -> None
     fp32, q = json.loads(res.stdout)
     assert fp32["pct_peak"] is not None and q["pct_peak"] is None and q["model"] == "a.int8.onnx"
     assert "not a like-for-like ratio" in res.stderr
+
+
+def test_default_table_fits_120_columns_and_wide_has_every_column(tmp_path) -> None:
+    """Two models x two batches: nothing in the default output is wider than a 120-column
+    terminal; --wide brings back the columns the default leaves to the files."""
+    long_a = conv_model(tmp_path / "squeezenet1_1_imagenet_finetuned_fp32.onnx")
+    long_b = conv_model(tmp_path / "squeezenet1_1_imagenet_finetuned_int8_qdq.onnx")
+    res = invoke(long_a, long_b, *FAST, "--batch", "1,2")
+    assert res.exit_code == 0, res.output
+    too_long = [line for line in res.output.splitlines() if len(line) > 120]
+    assert not too_long, too_long
+    assert "p50 ms" in res.output and "p99 ms" in res.output and "vs first" in res.output
+    assert "items/s" in res.output and "engine" in res.output and "onnxruntime cpu" in res.output
+    assert "std ms" not in res.output and "1st run ms" not in res.output
+    table = [line for line in res.output.splitlines() if "onnxruntime cpu" in line]
+    assert len(table) == 4  # 2 models x 2 batches
+    wide = invoke(long_a, long_b, *FAST, "--batch", "1,2", "--wide")
+    assert wide.exit_code == 0, wide.output
+    for header in ("create ms", "1st run ms", "p90 ms", "mean ms", "std ms", "min ms", "max ms", "runs"):
+        assert header in wide.output, header
+    assert max(len(line) for line in wide.output.splitlines()) > 120  # the full table, as before

@@ -6,12 +6,12 @@ import json
 import numpy as np
 import pytest
 
-from edgecv.training.augment import TrainAugment, color_jitter, random_resized_crop
 from edgecv.data import read_text_table, scan_image_folder
-from edgecv.training.datasets import ImageDataset, collate_images, collate_text, stratified_split
+from edgecv.demo.synthetic import make_shapes_dataset
 from edgecv.errors import InputError
 from edgecv.preprocess import default_spec, load_image, preprocess_image
-from edgecv.demo.synthetic import make_shapes_dataset
+from edgecv.training.augment import TrainAugment, color_jitter, random_resized_crop
+from edgecv.training.datasets import ImageDataset, collate_images, collate_text, stratified_split
 
 
 @pytest.fixture()

@@ -12,9 +12,9 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from edgecv.demo.synthetic import make_shapes_dataset  # noqa: E402
 from edgecv.models.checkpoint import load_checkpoint  # noqa: E402
 from edgecv.training.distributed import DistInfo, all_reduce_sum, gather_lists, init_distributed  # noqa: E402
-from edgecv.demo.synthetic import make_shapes_dataset  # noqa: E402
 
 
 def _free_port() -> int:

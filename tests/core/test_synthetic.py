@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 
 from edgecv.data import read_text_table, scan_image_folder
-from edgecv.errors import InputError
 from edgecv.demo.synthetic import (
     SHAPES,
     load_video_truth,
@@ -19,6 +18,7 @@ from edgecv.demo.synthetic import (
     make_text_sentence,
     render_shape_image,
 )
+from edgecv.errors import InputError
 
 
 def _digest(root: Path) -> str:

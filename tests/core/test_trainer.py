@@ -9,9 +9,9 @@ import pytest
 torch = pytest.importorskip("torch")
 
 import edgecv  # noqa: E402
-from edgecv.models.checkpoint import load_checkpoint  # noqa: E402
-from edgecv.errors import CheckpointError, InputError  # noqa: E402
 from edgecv.demo.synthetic import make_shapes_dataset, make_text_dataset  # noqa: E402
+from edgecv.errors import CheckpointError, InputError  # noqa: E402
+from edgecv.models.checkpoint import load_checkpoint  # noqa: E402
 from edgecv.training.trainer import TrainConfig  # noqa: E402
 
 TINY = {"model": "simple_cnn", "img_size": 16, "batch_size": 16, "workers": 0, "quiet": True,

@@ -12,8 +12,8 @@ import pytest
 torch = pytest.importorskip("torch")
 
 import edgecv  # noqa: E402
-from edgecv.models.checkpoint import load_checkpoint  # noqa: E402
 from edgecv.demo.synthetic import make_shapes_dataset  # noqa: E402
+from edgecv.models.checkpoint import load_checkpoint  # noqa: E402
 
 pytestmark = [pytest.mark.gpu,
               pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")]

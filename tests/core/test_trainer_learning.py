@@ -14,7 +14,6 @@ torch = pytest.importorskip("torch")
 import edgecv  # noqa: E402
 from edgecv.demo.synthetic import make_shapes_dataset, make_text_dataset  # noqa: E402
 
-
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 

@@ -13,9 +13,9 @@ import pytest
 import torch
 
 from edgecv.data import read_text_table
+from edgecv.demo.synthetic import make_shapes_dataset, make_text_dataset
 from edgecv.models import create_model
 from edgecv.preprocess import default_spec, load_image, preprocess_batch
-from edgecv.demo.synthetic import make_shapes_dataset, make_text_dataset
 from edgecv.tokenizer import WordTokenizer
 
 sys.path.insert(0, str(Path(__file__).parent))

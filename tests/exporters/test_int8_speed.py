@@ -23,7 +23,7 @@ from edgecv.exporters import ExportOptions, load_source, run_export
 from edgecv.exporters.quantize import float_only_nodes, name_nodes
 from edgecv.exporters.stages import INT8_MIN_SPEEDUP
 from edgecv.models import create_model
-from edgecv.runtimes import ab_timing
+from edgecv.runtimes.profiling import ab_timing
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _export_fixtures import image_checkpoint  # noqa: E402

@@ -57,7 +57,7 @@ def tiny_model(path: Path) -> Path:
 
 def granted(provider: str, model: Path, **options: Any) -> list[str]:
     """What a session asked for ``provider`` really got (``get_providers()``)."""
-    from edgecv.runtimes.engine import EngineOptions, open_engine
+    from edgecv.runtimes.engines.base import EngineOptions, open_engine
 
     engine = open_engine(model, EngineOptions(provider=provider, allow_fallback=True, **options))
     return list(engine.providers)
@@ -68,7 +68,7 @@ def provider_gap(name: str, model: str) -> str | None:
     """Why ``name`` cannot run here, or None when a session really gets it."""
     import onnxruntime as ort
 
-    from edgecv.runtimes.session import nvidia_gpu_present
+    from edgecv.runtimes.engines.session import nvidia_gpu_present
 
     if not nvidia_gpu_present():
         return "no NVIDIA GPU / CUDA device on this machine"
@@ -132,7 +132,7 @@ def shape_images(n: int, *, size: int = 256, seed: int = 0) -> list[np.ndarray]:
 def logits(model: Path, images: Sequence[np.ndarray], *, batch: int = 16, **options: Any) -> tuple[np.ndarray, Any]:
     """(N, C) raw scores of ``model`` on ``images`` through the classifier API, and its engine."""
     from edgecv.runtimes.classifier import load
-    from edgecv.runtimes.engine import EngineOptions
+    from edgecv.runtimes.engines.base import EngineOptions
 
     clf = load(model, engine=EngineOptions(batch_sizes=PROFILE_BATCHES, **options))
     x = clf.preprocess(list(images))

@@ -38,8 +38,8 @@ def read_junit(path: Path) -> tuple[list[str], list[tuple[str, str]], list[tuple
 def gpu_present() -> tuple[bool, str]:
     """(an NVIDIA GPU is there, one line on it), asked the way edgecv itself asks."""
     try:
-        from edgecv.runtimes.gpu_info import gpu_identity
-        from edgecv.runtimes.session import nvidia_gpu_present
+        from edgecv.runtimes.engines.gpu_info import gpu_identity
+        from edgecv.runtimes.engines.session import nvidia_gpu_present
     except ImportError as exc:
         return False, f"edgecv is not importable ({exc})"
     if not nvidia_gpu_present():

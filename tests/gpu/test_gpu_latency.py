@@ -23,7 +23,7 @@ RUNS = [("CPU fp32", "cpu", "fp32", {}, 3, 20),
 
 @pytest.mark.parametrize("name", _gpu.ZOO)
 def test_latency_cpu_cuda_tensorrt(zoo, tiny, name):
-    from edgecv.runtimes.engine import EngineOptions
+    from edgecv.runtimes.engines.base import EngineOptions
     from edgecv.runtimes.profiling import sweep
 
     trt_gap = _gpu.provider_gap(_gpu.TRT, str(tiny))

@@ -26,8 +26,8 @@ def _smi() -> str:
 def test_gpu_stack_and_granted_providers(tiny):
     import onnxruntime as ort
 
-    from edgecv.runtimes import gpu_info
-    from edgecv.runtimes.session import nvidia_gpu_present
+    from edgecv.runtimes.engines import gpu_info
+    from edgecv.runtimes.engines.session import nvidia_gpu_present
 
     if not nvidia_gpu_present():
         pytest.skip("no NVIDIA GPU / CUDA device on this machine")

@@ -15,8 +15,8 @@ pytestmark = pytest.mark.gpu
 def test_stream_fps_with_and_without_io_binding(zoo, tmp_path):
     from edgecv.demo.synthetic import make_shapes_video
     from edgecv.runtimes.classifier import load
-    from edgecv.runtimes.engine import EngineOptions
-    from edgecv.runtimes.stream import run_pipeline
+    from edgecv.runtimes.engines.base import EngineOptions
+    from edgecv.runtimes.streaming.stream import run_pipeline
 
     video = make_shapes_video(tmp_path / "shapes.mp4", seconds=10.0, fps=30, size=(640, 480))
     rows = []

@@ -17,7 +17,7 @@ pytestmark = pytest.mark.gpu
 COLD_START = """
 import json, sys, time
 import numpy as np
-from edgecv.runtimes.engine import EngineOptions, open_engine
+from edgecv.runtimes.engines.base import EngineOptions, open_engine
 engine = open_engine(sys.argv[1], EngineOptions(provider="tensorrt", batch_sizes=(1, 8)))
 x = np.zeros((1, 3, 224, 224), np.float32)
 t0 = time.perf_counter_ns()
@@ -34,7 +34,7 @@ def _cold_start(model: Path) -> dict:
 
 
 def test_engine_built_by_one_process_is_reused_by_the_next(zoo, tiny):
-    from edgecv.runtimes.tensorrt import engine_files
+    from edgecv.runtimes.engines.tensorrt import engine_files
 
     _gpu.require(_gpu.TRT, tiny)
     model = zoo["mobilenet_v2"]["fp32"]

@@ -11,6 +11,7 @@ torch = pytest.importorskip("torch")
 from torch import nn  # noqa: E402
 
 from edgecv.errors import InputError  # noqa: E402
+from edgecv.graph.stats import graph_stats  # noqa: E402
 from edgecv.models import create_model, get_model_spec, list_models  # noqa: E402
 from edgecv.models.summary import (  # noqa: E402
     build_kwargs,
@@ -19,7 +20,6 @@ from edgecv.models.summary import (  # noqa: E402
     summarize,
     summarize_registered,
 )
-from edgecv.graph.stats import graph_stats  # noqa: E402
 
 # Published figures at 224x224, 1000 classes: name -> (params, MACs)
 DATA = Path(__file__).parent / "data"

@@ -4,7 +4,6 @@ from __future__ import annotations
 import pytest
 import torch
 
-from edgecv.models.checkpoint import save_checkpoint
 from edgecv.errors import CheckpointError, ModelError
 from edgecv.models import (
     create_model,
@@ -17,6 +16,7 @@ from edgecv.models import (
     load_weights,
     replace_head,
 )
+from edgecv.models.checkpoint import save_checkpoint
 
 VOCAB = 40
 EXPECTED_HEADS = {

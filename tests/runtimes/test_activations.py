@@ -11,8 +11,8 @@ from onnx import TensorProto, helper, numpy_helper
 
 from edgecv.contract import ModelContract, embed_contract
 from edgecv.errors import InputError
-from edgecv.preprocess import PreprocessSpec, load_image, preprocess_image
 from edgecv.graph.activations import compute_activation, list_tensors, montage, write_montage
+from edgecv.preprocess import PreprocessSpec, load_image, preprocess_image
 
 
 def _conv_model(*, channels: int = 5, dtype: int = TensorProto.FLOAT, size: int = 12) -> onnx.ModelProto:

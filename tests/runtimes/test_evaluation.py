@@ -1,4 +1,4 @@
-"""edgecv.runtimes.evaluation on constructed models whose accuracy per class is known.
+"""edgecv.runtimes.evaluation.evaluate on constructed models whose accuracy per class is known.
 
 The colour model (``_infer_fixtures.image_model``) predicts the dominant colour channel; the data
 folder below holds 10 images per colour, but 3 of the "red" images are painted blue, so every
@@ -21,12 +21,12 @@ sys.path.insert(0, str(Path(__file__).parent))
 import _infer_fixtures as F  # noqa: E402
 
 from edgecv.errors import InputError, ModelError  # noqa: E402
-from edgecv.runtimes.eval_compare import compare, describe_delta, recommend  # noqa: E402
-from edgecv.runtimes.eval_data import load_data, match_classes, model_bytes, normalise  # noqa: E402
-from edgecv.runtimes.eval_report import format_csv, format_markdown, format_report, write_outputs  # noqa: E402
-from edgecv.runtimes.evaluation import EvalOptions, evaluate  # noqa: E402
+from edgecv.runtimes.evaluation.compare import compare, describe_delta, recommend  # noqa: E402
+from edgecv.runtimes.evaluation.data import load_data, match_classes, model_bytes, normalise  # noqa: E402
+from edgecv.runtimes.evaluation.evaluate import EvalOptions, evaluate  # noqa: E402
+from edgecv.runtimes.evaluation.metrics import OTHER, confusion_matrix, macro_f1, per_class, worst_confusions  # noqa: E402
+from edgecv.runtimes.evaluation.report import format_csv, format_markdown, format_report, write_outputs  # noqa: E402
 from edgecv.runtimes.labels import imagenet_labels  # noqa: E402
-from edgecv.runtimes.metrics import OTHER, confusion_matrix, macro_f1, per_class, worst_confusions  # noqa: E402
 
 MISPAINTED = 3  # "red" images that are really blue
 
@@ -56,7 +56,7 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 def _opts(**kw) -> EvalOptions:
-    from edgecv.runtimes.engine import EngineOptions
+    from edgecv.runtimes.engines.base import EngineOptions
 
     return EvalOptions(engine=EngineOptions(provider="cpu", threads=1), **kw)
 

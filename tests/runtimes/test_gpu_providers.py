@@ -22,9 +22,9 @@ sys.path.insert(0, str(Path(__file__).parent))
 import _infer_fixtures as F  # noqa: E402
 
 from edgecv.errors import ProviderError  # noqa: E402
-from edgecv.runtimes import gpu_info, tensorrt  # noqa: E402
-from edgecv.runtimes import session as S  # noqa: E402
-from edgecv.runtimes.engine import EngineOptions, open_engine  # noqa: E402
+from edgecv.runtimes.engines import gpu_info, tensorrt  # noqa: E402
+from edgecv.runtimes.engines import session as S  # noqa: E402
+from edgecv.runtimes.engines.base import EngineOptions, open_engine  # noqa: E402
 from edgecv.runtimes.profiling import report, sweep  # noqa: E402
 
 TRT, CUDA, CPU = "TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"

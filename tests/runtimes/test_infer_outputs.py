@@ -13,9 +13,9 @@ import _infer_fixtures as F  # noqa: E402
 from edgecv.errors import InputError  # noqa: E402
 from edgecv.runtimes import TopK, load  # noqa: E402
 from edgecv.runtimes.attention_view import attention_matrix, attention_rows, format_attention  # noqa: E402
-from edgecv.runtimes.overlay import draw_overlay  # noqa: E402
-from edgecv.runtimes.sources import ImageSource  # noqa: E402
-from edgecv.runtimes.stream import StreamOptions, run_stream  # noqa: E402
+from edgecv.runtimes.streaming.overlay import draw_overlay  # noqa: E402
+from edgecv.runtimes.streaming.sources import ImageSource  # noqa: E402
+from edgecv.runtimes.streaming.stream import StreamOptions, run_stream  # noqa: E402
 
 
 @pytest.mark.parametrize("shape", [(240, 320, 3), (1080, 1920, 3), (60, 80)])

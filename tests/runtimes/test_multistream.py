@@ -19,12 +19,12 @@ sys.path.insert(0, str(Path(__file__).parent))
 import _infer_fixtures as F  # noqa: E402
 
 from edgecv.runtimes import load  # noqa: E402
-from edgecv.runtimes import sources as S  # noqa: E402
-from edgecv.runtimes.mosaic import MosaicSink  # noqa: E402
-from edgecv.runtimes.multistream import MultiStreamOptions, format_multi_summary, run_multistream  # noqa: E402
-from edgecv.runtimes.outputs import JsonlSink, VideoSink  # noqa: E402
-from edgecv.runtimes.stream import StreamOptions, run_stream  # noqa: E402
-from edgecv.runtimes.stream_list import per_stream_path, stream_ids  # noqa: E402
+from edgecv.runtimes.streaming import sources as S  # noqa: E402
+from edgecv.runtimes.streaming.mosaic import MosaicSink  # noqa: E402
+from edgecv.runtimes.streaming.multistream import MultiStreamOptions, format_multi_summary, run_multistream  # noqa: E402
+from edgecv.runtimes.streaming.outputs import JsonlSink, VideoSink  # noqa: E402
+from edgecv.runtimes.streaming.stream import StreamOptions, run_stream  # noqa: E402
+from edgecv.runtimes.streaming.stream_list import per_stream_path, stream_ids  # noqa: E402
 
 
 class MjpegServer:

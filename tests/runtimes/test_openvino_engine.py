@@ -18,9 +18,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 import _infer_fixtures as F  # noqa: E402
 
 from edgecv.errors import InputError, ProviderError  # noqa: E402
-from edgecv.runtimes.engine import EngineOptions, open_engine  # noqa: E402
-
-from edgecv.runtimes import openvino_engine as OV  # noqa: E402 - importable without openvino
+from edgecv.runtimes.engines import openvino_engine as OV  # noqa: E402 - importable without openvino
+from edgecv.runtimes.engines.base import EngineOptions, open_engine  # noqa: E402
 
 # every test needs the openvino package except the one proving what happens without it
 needs_openvino = pytest.mark.skipif(importlib.util.find_spec("openvino") is None,

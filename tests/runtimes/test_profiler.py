@@ -9,9 +9,16 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from edgecv.errors import InputError
-from edgecv.runtimes.profiling.timing import (check_budget, first_run_ms, measure, session_runner, summarize,
-                                      time_for, time_runs)
-from edgecv.runtimes.session import create_session
+from edgecv.runtimes.engines.session import create_session
+from edgecv.runtimes.profiling.timing import (
+    check_budget,
+    first_run_ms,
+    measure,
+    session_runner,
+    summarize,
+    time_for,
+    time_runs,
+)
 
 
 def test_summarize_known_samples() -> None:

@@ -14,7 +14,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 import _infer_fixtures as F  # noqa: E402
 
 from edgecv.errors import ProviderError  # noqa: E402
-from edgecv.runtimes import session as S  # noqa: E402
+from edgecv.runtimes.engines import session as S  # noqa: E402
 
 ALL = ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
 

@@ -13,7 +13,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 import _infer_fixtures as F  # noqa: E402
 
 from edgecv.errors import InputError  # noqa: E402
-from edgecv.runtimes import sources as S  # noqa: E402
+from edgecv.runtimes.streaming import sources as S  # noqa: E402
 
 
 def _colour(frame: np.ndarray) -> str:

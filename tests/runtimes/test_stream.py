@@ -16,9 +16,9 @@ sys.path.insert(0, str(Path(__file__).parent))
 import _infer_fixtures as F  # noqa: E402
 
 from edgecv.runtimes import load  # noqa: E402
-from edgecv.runtimes import sources as S  # noqa: E402
-from edgecv.runtimes.outputs import CsvSink, JsonlSink, VideoSink, format_summary  # noqa: E402
-from edgecv.runtimes.stream import RingStats, StreamOptions, run_pipeline, run_stream  # noqa: E402
+from edgecv.runtimes.streaming import sources as S  # noqa: E402
+from edgecv.runtimes.streaming.outputs import CsvSink, JsonlSink, VideoSink, format_summary  # noqa: E402
+from edgecv.runtimes.streaming.stream import RingStats, StreamOptions, run_pipeline, run_stream  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -200,8 +200,8 @@ def test_live_stride_is_counted_as_skipped_not_dropped(clf):
 
 def test_video_writer_opens_at_a_measured_rate_with_many_decimals(tmp_path):
     """MPEG-4 refuses a time base finer than 1/65535: 100.123456 fps must still write."""
-    from edgecv.runtimes.stream import FrameResult
     from edgecv.runtimes import TopK
+    from edgecv.runtimes.streaming.stream import FrameResult
 
     sink = VideoSink(tmp_path / "o.mp4", fps=100.123456)
     for i in range(5):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from edgecv.runtimes.frames import StreamLost
+from edgecv.runtimes.streaming.frames import StreamLost
 
 
 @dataclass

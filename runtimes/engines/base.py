@@ -17,18 +17,18 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
-from edgecv.runtimes.inputs import InputInfo
 
 from edgecv.errors import InputError
+from edgecv.runtimes.inputs import InputInfo
 
 # provider family -> "module:function" that opens an engine for it (imported only when used, so
 # an install without OpenVINO never imports it)
 BACKENDS: dict[str, str] = {
-    "auto": "edgecv.runtimes.ort_engine:open_ort_engine",
-    "cpu": "edgecv.runtimes.ort_engine:open_ort_engine",
-    "cuda": "edgecv.runtimes.ort_engine:open_ort_engine",
-    "tensorrt": "edgecv.runtimes.ort_engine:open_ort_engine",
-    "openvino": "edgecv.runtimes.openvino_engine:open_openvino_engine",
+    "auto": "edgecv.runtimes.engines.ort_engine:open_ort_engine",
+    "cpu": "edgecv.runtimes.engines.ort_engine:open_ort_engine",
+    "cuda": "edgecv.runtimes.engines.ort_engine:open_ort_engine",
+    "tensorrt": "edgecv.runtimes.engines.ort_engine:open_ort_engine",
+    "openvino": "edgecv.runtimes.engines.openvino_engine:open_openvino_engine",
 }
 # families that take a device after a colon ("openvino:GPU")
 DEVICE_FAMILIES = frozenset({"openvino"})

@@ -1,4 +1,4 @@
-"""The OpenVINO engine: :class:`~edgecv.runtimes.engine.Engine` over ``openvino.Core().compile_model``.
+"""The OpenVINO engine: :class:`~edgecv.runtimes.engines.base.Engine` over ``openvino.Core().compile_model``.
 
 It reads the very ``.onnx`` file ONNX Runtime runs (no conversion step, no second artefact), so
 ``--provider openvino`` is a drop-in for ``infer``, ``profile`` and ``edgecv.load``. Three
@@ -23,8 +23,6 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
-from edgecv.runtimes.engine import Engine, EngineOptions, OutputInfo
-from edgecv.runtimes.inputs import InputInfo
 
 from edgecv.errors import (
     InputError,
@@ -33,6 +31,8 @@ from edgecv.errors import (
     ProviderError,
     short_message,
 )
+from edgecv.runtimes.engines.base import Engine, EngineOptions, OutputInfo
+from edgecv.runtimes.inputs import InputInfo
 
 INSTALL = "pip install 'edgecv[openvino]'"
 PRECISIONS = ("auto", "f32", "bf16", "f16")  # EngineOptions.precision -> INFERENCE_PRECISION_HINT

@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 import numpy as np
-from edgecv.runtimes.engine import EngineOptions, open_engine
+
+from edgecv.runtimes.engines.base import EngineOptions, open_engine
 from edgecv.runtimes.profiling.timing import time_runs
 
 PAUSE_S = 0.01  # between blocks: the previous engine's pool stops spinning

@@ -26,10 +26,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edgecv.runtimes.provider_options import plan_providers
-
 from edgecv.errors import EdgecvError, InputError, ModelError, ProviderError
 from edgecv.onnx_file import check_model_path, load_onnx
+from edgecv.runtimes.engines.provider_options import plan_providers
 
 PROVIDER_NAMES = {
     "cpu": "CPUExecutionProvider",

@@ -18,9 +18,9 @@ from typing import IO, Any, Callable, Protocol
 
 import cv2
 import numpy as np
-from edgecv.runtimes.overlay import draw_overlay
 
 from edgecv.errors import InputError
+from edgecv.runtimes.streaming.overlay import draw_overlay
 
 
 class Sink(Protocol):

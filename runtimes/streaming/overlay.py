@@ -5,6 +5,7 @@ from typing import Sequence
 
 import cv2
 import numpy as np
+
 from edgecv.runtimes.classifier import TopK
 
 _FONT = cv2.FONT_HERSHEY_SIMPLEX

@@ -11,10 +11,10 @@ import time
 from typing import Any
 
 import numpy as np
-from edgecv.runtimes.frames import Frame, Source
-from edgecv.runtimes.stream_common import Ema, FrameResult, RingStats
 
 from edgecv.errors import short_message
+from edgecv.runtimes.streaming.frames import Frame, Source
+from edgecv.runtimes.streaming.stream_common import Ema, FrameResult, RingStats
 
 RUNNING, ENDED, LOST = "running", "ended", "lost"
 

@@ -25,10 +25,12 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Generator, Iterator, Sequence
 
 import numpy as np
+
+from edgecv.errors import InputError
 from edgecv.runtimes.classifier import Classifier, TopK
-from edgecv.runtimes.frames import Frame, Source
-from edgecv.runtimes.live import LiveSource
-from edgecv.runtimes.stream_common import (
+from edgecv.runtimes.streaming.frames import Frame, Source
+from edgecv.runtimes.streaming.live import LiveSource
+from edgecv.runtimes.streaming.stream_common import (
     STAGES,
     Ema,
     FrameResult,
@@ -36,9 +38,7 @@ from edgecv.runtimes.stream_common import (
     close_all,
     stop_on_signals,
 )
-from edgecv.runtimes.workers import Producer
-
-from edgecv.errors import InputError
+from edgecv.runtimes.streaming.workers import Producer
 
 Batch = tuple[list[Frame], np.ndarray, float]  # frames, their input batch, preprocess ms
 
@@ -299,7 +299,7 @@ def run_pipeline(model: str | Classifier, source: str | Source, *, provider: str
     Used by ``edgecv profile --pipeline VIDEO``. No sinks, no signal handlers.
     """
     from edgecv.runtimes.classifier import load
-    from edgecv.runtimes.sources import open_source
+    from edgecv.runtimes.streaming.sources import open_source
 
     clf = load(model, provider=provider, threads=threads) if not isinstance(model, Classifier) else model
     src = open_source([source], stride=stride) if not isinstance(source, Source) else source

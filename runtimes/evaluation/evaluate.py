@@ -1,14 +1,14 @@
 """On-device evaluation: which of these ONNX files should I ship? (``edgecv val``, torch-free).
 
 :func:`evaluate` runs every model over the same labelled data (see :mod:`eval_data`) on any
-:class:`~edgecv.runtimes.engine.Engine` (ONNX Runtime today, OpenVINO, CUDA ...), and reports per
+:class:`~edgecv.runtimes.engines.base.Engine` (ONNX Runtime today, OpenVINO, CUDA ...), and reports per
 model: top-1 / top-k accuracy, macro F1, precision/recall/F1 per class, the confusion matrix and
 its worst pairs, the file size (external data included), p50/p95 latency of one inference call
 at the evaluation batch size, and what really ran (``engine.report()``); then one comparison
 against the first model and a recommendation: the fastest file whose top-1 is within
 ``tolerance`` points of the best.
 
-Decoding and preprocessing run on a :class:`~edgecv.runtimes.workers.Producer` thread, bounded
+Decoding and preprocessing run on a :class:`~edgecv.runtimes.streaming.workers.Producer` thread, bounded
 two batches ahead, so they overlap inference exactly as in the stream loop; the calling thread
 only runs the engine and ranks the scores. Unreadable images are skipped and counted, as in
 ``infer``. Every model is opened and its classes matched before the first one is evaluated, so a
@@ -23,11 +23,15 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
+
+from edgecv.errors import InputError
+from edgecv.postprocess import top_k as rank_top_k
+from edgecv.preprocess import load_image
 from edgecv.runtimes.classifier import Classifier, load
-from edgecv.runtimes.eval_compare import compare, recommend
-from edgecv.runtimes.engine import EngineOptions
-from edgecv.runtimes.eval_data import EvalData, load_data, match_classes, model_bytes
-from edgecv.runtimes.metrics import (
+from edgecv.runtimes.engines.base import EngineOptions
+from edgecv.runtimes.evaluation.compare import compare, recommend
+from edgecv.runtimes.evaluation.data import EvalData, load_data, match_classes, model_bytes
+from edgecv.runtimes.evaluation.metrics import (
     ClassMetrics,
     column_names,
     confusion_matrix,
@@ -37,11 +41,7 @@ from edgecv.runtimes.metrics import (
     trim_other,
     worst_confusions,
 )
-from edgecv.runtimes.workers import Producer
-
-from edgecv.errors import InputError
-from edgecv.postprocess import top_k as rank_top_k
-from edgecv.preprocess import load_image
+from edgecv.runtimes.streaming.workers import Producer
 
 Progress = Callable[[str, int], Any]  # (description, total) -> an object with update(n) / close(), or None
 Batch = tuple[np.ndarray, np.ndarray]  # sample indices, their input batch

@@ -14,13 +14,12 @@ import threading
 from pathlib import Path
 from typing import IO, Any, Callable, Optional, Sequence, Union
 
-from edgecv.runtimes.frames import Source
-from edgecv.runtimes.mosaic import MosaicSink
-from edgecv.runtimes.outputs import CsvSink, JsonlSink, ShowSink, VideoSink
-from edgecv.runtimes.stream_common import close_all
-from edgecv.runtimes.stream_list import per_stream_path, stream_ids
-
 from edgecv.errors import InputError
+from edgecv.runtimes.streaming.frames import Source
+from edgecv.runtimes.streaming.mosaic import MosaicSink
+from edgecv.runtimes.streaming.outputs import CsvSink, JsonlSink, ShowSink, VideoSink
+from edgecv.runtimes.streaming.stream_common import close_all
+from edgecv.runtimes.streaming.stream_list import per_stream_path, stream_ids
 
 PathLike = Optional[Union[str, os.PathLike]]  # '-' = stdout for --json
 

@@ -23,7 +23,7 @@ while the calling thread runs inference on the current one:
 
 A stream that drops reconnects on its own capture thread; one that never comes back is marked
 lost and left out. :func:`run_multistream` feeds sinks and returns a
-:class:`~edgecv.runtimes.multireport.MultiStreamReport`; :func:`stream_results` is the generator
+:class:`~edgecv.runtimes.streaming.multireport.MultiStreamReport`; :func:`stream_results` is the generator
 behind ``Classifier.stream``.
 """
 from __future__ import annotations
@@ -36,14 +36,14 @@ from dataclasses import dataclass
 from typing import Any, Callable, Generator, Iterator, Mapping, Sequence
 
 import numpy as np
-from edgecv.runtimes.frames import Frame, Source
-from edgecv.runtimes.lanes import LOST, Bell, Lane
-from edgecv.runtimes.multireport import MultiStreamReport, format_multi_summary  # noqa: F401 - part of the API
-from edgecv.runtimes.stream_common import STAGES, FrameResult, RingStats, close_all, stop_on_signals
-from edgecv.runtimes.stream_list import stream_ids
-from edgecv.runtimes.workers import Producer
 
 from edgecv.errors import InputError
+from edgecv.runtimes.streaming.frames import Frame, Source
+from edgecv.runtimes.streaming.lanes import LOST, Bell, Lane
+from edgecv.runtimes.streaming.multireport import MultiStreamReport, format_multi_summary  # noqa: F401 - part of the API
+from edgecv.runtimes.streaming.stream_common import STAGES, FrameResult, RingStats, close_all, stop_on_signals
+from edgecv.runtimes.streaming.stream_list import stream_ids
+from edgecv.runtimes.streaming.workers import Producer
 
 DEFAULT_INTERVAL_S = 1 / 30  # the frame interval assumed while no stream's rate is known
 IDLE_WAIT_S = 0.25  # nothing anywhere: look at the stop flag and the lanes this often
@@ -329,7 +329,7 @@ def stream_results(classifier: Any, sources: Sequence[Source | str | int], *, to
     sources) -> one :class:`FrameResult` per classified frame, ``.stream`` naming its stream.
     Nothing opens before the first ``next()``; closing the generator (or leaving a ``for`` loop
     early) stops every capture."""
-    from edgecv.runtimes.sources import open_stream
+    from edgecv.runtimes.streaming.sources import open_stream
 
     opened: list[Source] = []
     stop = threading.Event()

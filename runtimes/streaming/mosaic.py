@@ -14,8 +14,9 @@ from typing import Any, Sequence
 
 import cv2
 import numpy as np
-from edgecv.runtimes.outputs import VideoSink
-from edgecv.runtimes.overlay import draw_overlay
+
+from edgecv.runtimes.streaming.outputs import VideoSink
+from edgecv.runtimes.streaming.overlay import draw_overlay
 
 MAX_WIDTH = 1920  # the mosaic's width at most; tiles shrink to fit
 

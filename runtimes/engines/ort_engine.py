@@ -1,5 +1,5 @@
-"""The ONNX Runtime engine: :class:`~edgecv.runtimes.engine.Engine` over an ``InferenceSession``
-created by :func:`edgecv.runtimes.session.create_session` (honest provider selection).
+"""The ONNX Runtime engine: :class:`~edgecv.runtimes.engines.base.Engine` over an ``InferenceSession``
+created by :func:`edgecv.runtimes.engines.session.create_session` (honest provider selection).
 
 On CUDA and TensorRT the engine runs through ONNX Runtime's I/O binding (:class:`DeviceIO`):
 ``session.run`` with numpy feeds allocates device memory for every input and output and copies
@@ -17,10 +17,11 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
-from edgecv.runtimes.engine import Engine, EngineOptions, OutputInfo
+
+from edgecv.runtimes.engines.base import Engine, EngineOptions, OutputInfo
+from edgecv.runtimes.engines.provider_options import device_summary
+from edgecv.runtimes.engines.session import SessionInfo, create_session
 from edgecv.runtimes.inputs import InputInfo
-from edgecv.runtimes.provider_options import device_summary
-from edgecv.runtimes.session import SessionInfo, create_session
 
 GPU_DEVICES = ("cuda", "tensorrt")
 # report fields a GPU session adds to Engine.report()

@@ -18,9 +18,12 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
 import cv2
-from edgecv.runtimes.fake_capture import FakeCapture  # noqa: F401 - part of this module's API
-from edgecv.runtimes.frames import Frame, RateGate, Source, StreamLost  # noqa: F401 - part of this module's API
-from edgecv.runtimes.live import (  # noqa: F401 - part of this module's API
+
+from edgecv.errors import InputError
+from edgecv.preprocess import IMAGE_EXTENSIONS, load_image
+from edgecv.runtimes.streaming.fake_capture import FakeCapture  # noqa: F401 - part of this module's API
+from edgecv.runtimes.streaming.frames import Frame, RateGate, Source, StreamLost  # noqa: F401 - part of this module's API
+from edgecv.runtimes.streaming.live import (  # noqa: F401 - part of this module's API
     URL_OPEN_TIMEOUT_MS,
     URL_PREFIXES,
     URL_READ_TIMEOUT_MS,
@@ -30,17 +33,14 @@ from edgecv.runtimes.live import (  # noqa: F401 - part of this module's API
     open_url,
     open_url_capture,
 )
-from edgecv.runtimes.workers import Producer
-
-from edgecv.errors import InputError
-from edgecv.preprocess import IMAGE_EXTENSIONS, load_image
+from edgecv.runtimes.streaming.workers import Producer
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv")
 
 
 # ----------------------------------------------------------------------------- ordered sources
 class _OrderedReader(Source):
-    """Runs ``self._produce(put)`` on a :class:`~edgecv.runtimes.workers.Producer` thread;
+    """Runs ``self._produce(put)`` on a :class:`~edgecv.runtimes.streaming.workers.Producer` thread;
     iteration yields its frames in order."""
 
     def __init__(self, *, prefetch: int = 8) -> None:

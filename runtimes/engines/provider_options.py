@@ -18,10 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from edgecv.runtimes import gpu_info
-from edgecv.runtimes.tensorrt import TENSORRT, TrtPlan, plan_tensorrt
-
 from edgecv.errors import InputError
+from edgecv.runtimes.engines import gpu_info
+from edgecv.runtimes.engines.tensorrt import TENSORRT, TrtPlan, plan_tensorrt
 
 CPU = "CPUExecutionProvider"
 CUDA = "CUDAExecutionProvider"
@@ -111,7 +110,7 @@ class ProviderPlan:
 def plan_providers(path: Path, chain: list[str], opts: Any = None) -> ProviderPlan:
     """The options for ``chain`` from an ``EngineOptions`` (None: the defaults)."""
     if opts is None:
-        from edgecv.runtimes.engine import EngineOptions
+        from edgecv.runtimes.engines.base import EngineOptions
 
         opts = EngineOptions()
     overrides = {str(k): str(v) for k, v in (opts.provider_options or {}).items()}

@@ -1,4 +1,4 @@
-"""How an :class:`~edgecv.runtimes.evaluation.EvalReport` is shown and saved: the side-by-side
+"""How an :class:`~edgecv.runtimes.evaluation.evaluate.EvalReport` is shown and saved: the side-by-side
 table (terminal and Markdown), one CSV row per model, and per model ``per_class.csv``,
 ``confusion_matrix.csv`` and ``confusion_matrix.png`` (counts and row-normalised) under ``--out``.
 
@@ -15,9 +15,8 @@ import os
 from pathlib import Path
 from typing import Any, Callable
 
-from edgecv.runtimes.evaluation import EvalReport, ModelEval
-
 from edgecv.io import write_text_atomic
+from edgecv.runtimes.evaluation.evaluate import EvalReport, ModelEval
 from edgecv.table import format_table, markdown_table
 
 

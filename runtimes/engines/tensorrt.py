@@ -37,7 +37,8 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
-from edgecv.runtimes import gpu_info
+
+from edgecv.runtimes.engines import gpu_info
 from edgecv.runtimes.inputs import InputInfo
 
 TENSORRT = "TensorrtExecutionProvider"

@@ -14,9 +14,9 @@ import time
 from typing import Any, Callable, Iterator
 
 import cv2
-from edgecv.runtimes.frames import Frame, RateGate, Source, StreamLost
 
 from edgecv.errors import InputError
+from edgecv.runtimes.streaming.frames import Frame, RateGate, Source, StreamLost
 
 URL_PREFIXES = ("rtsp://", "rtsps://", "rtmp://", "http://", "https://", "udp://", "tcp://")
 URL_OPEN_TIMEOUT_MS = 5000  # connecting to a stream (FFmpeg's own default waits 30 s)

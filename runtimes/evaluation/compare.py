@@ -3,7 +3,7 @@
 Kept apart from :mod:`evaluation` (which builds the figures) so the rule is easy to find and to
 test: a model is recommended when it is the fastest (per-sample p50) of those whose top-1 is
 within ``tolerance`` points of the most accurate one. Works on any object with the figures of
-:class:`~edgecv.runtimes.evaluation.ModelEval` (``name``, ``path``, ``top1``, ``macro_f1``,
+:class:`~edgecv.runtimes.evaluation.evaluate.ModelEval` (``name``, ``path``, ``top1``, ``macro_f1``,
 ``file_bytes``, ``latency.per_image_ms``).
 """
 from __future__ import annotations

@@ -14,11 +14,10 @@ import re
 from pathlib import Path
 from typing import Any, Sequence
 
-from edgecv.runtimes.live import is_url
-from edgecv.runtimes.sources import VIDEO_EXTENSIONS, is_video
-
 from edgecv.errors import InputError
 from edgecv.preprocess import IMAGE_EXTENSIONS
+from edgecv.runtimes.streaming.live import is_url
+from edgecv.runtimes.streaming.sources import VIDEO_EXTENSIONS, is_video
 
 EXPECTED = "expected a camera index, a stream URL (rtsp://, http://, ...) or a video file"
 
