@@ -19,11 +19,11 @@ from __future__ import annotations
 import math
 
 import torch
-from edgecv.models.common import masked_mean, padding_mask
-from edgecv.models.registry import register_model
 from torch import nn
 
 from edgecv.errors import InputError
+from edgecv.models.common import masked_mean, padding_mask
+from edgecv.models.registry import register_model
 
 MASK_FILL = -1.0e4  # exp(-1e4) == 0 in float32; still finite in float16 (max 65504)
 

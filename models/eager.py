@@ -16,11 +16,11 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 import torch
+
+from edgecv.errors import ModelError
 from edgecv.models.checkpoint import is_edgecv_checkpoint, load_checkpoint
 from edgecv.models.registry import create_model
 from edgecv.models.weights import load_weights
-
-from edgecv.errors import ModelError
 
 
 def load_eager_model(checkpoint: str | os.PathLike[str], *, contract: Any = None) -> torch.nn.Module:

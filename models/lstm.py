@@ -21,9 +21,10 @@ at two batch sizes and two sequence lengths to prove it does not apply.
 from __future__ import annotations
 
 import torch
+from torch import nn
+
 from edgecv.models.common import masked_mean, padding_mask, reverse_padded
 from edgecv.models.registry import register_model
-from torch import nn
 
 
 class LSTMClassifier(nn.Module):

@@ -9,14 +9,14 @@ Layout: ``features.0`` stem conv, ``features.1..17`` inverted residual blocks (`
 from __future__ import annotations
 
 import torch
+from torch import nn
+
 from edgecv.models.common import (
     ConvNormActivation,
     init_like_torchvision,
     make_divisible,
 )
 from edgecv.models.registry import register_model
-from torch import nn
-
 from edgecv.preprocess import IMAGENET_MEAN, IMAGENET_STD
 
 # t (expansion), c (output channels), n (repeats), s (stride of the first repeat)

@@ -12,14 +12,14 @@ from dataclasses import dataclass
 from functools import partial
 
 import torch
+from torch import nn
+
 from edgecv.models.common import (
     ConvNormActivation,
     init_like_torchvision,
     make_divisible,
 )
 from edgecv.models.registry import register_model
-from torch import nn
-
 from edgecv.preprocess import IMAGENET_MEAN, IMAGENET_STD
 
 BN_EPS, BN_MOMENTUM = 0.001, 0.01

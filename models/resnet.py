@@ -18,9 +18,9 @@ compared against.
 from __future__ import annotations
 
 import torch
-from edgecv.models.registry import register_model
 from torch import nn
 
+from edgecv.models.registry import register_model
 from edgecv.preprocess import IMAGENET_MEAN, IMAGENET_STD
 
 STAGE_WIDTHS = (64, 128, 256, 512)  # "planes" of layer1..layer4 (block output = planes x expansion)

@@ -24,9 +24,10 @@ default exporter; the two-length parity check of ``edgecv export`` rejects the u
 from __future__ import annotations
 
 import torch
+from torch import nn
+
 from edgecv.models.common import masked_mean, padding_mask, reverse_padded
 from edgecv.models.registry import register_model
-from torch import nn
 
 CELLS = ("rnn", "gru")
 

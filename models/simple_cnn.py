@@ -6,8 +6,9 @@ conv 3x3 (32) -> ReLU -> max-pool 2 -> conv 3x3 (64) -> ReLU -> max-pool 2 -> fl
 from __future__ import annotations
 
 import torch
-from edgecv.models.registry import register_model
 from torch import nn
+
+from edgecv.models.registry import register_model
 
 
 class SimpleCNN(nn.Module):

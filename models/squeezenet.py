@@ -17,9 +17,9 @@ ImageNet weights to get its logits exactly; prefer False when training a small h
 from __future__ import annotations
 
 import torch
-from edgecv.models.registry import register_model
 from torch import nn
 
+from edgecv.models.registry import register_model
 from edgecv.preprocess import IMAGENET_MEAN, IMAGENET_STD
 
 

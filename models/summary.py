@@ -19,11 +19,11 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 import torch
-from edgecv.models.registry import builder_parameters, create_model, get_model_spec
 from torch import nn
 
 from edgecv.errors import InputError, ModelError
 from edgecv.graph.stats import LayerStats, ModelStats
+from edgecv.models.registry import builder_parameters, create_model, get_model_spec
 
 DEFAULT_VOCAB = 10000  # text models in `edgecv models` / `edgecv inspect NAME`
 DEFAULT_TEXT_CLASSES = 2

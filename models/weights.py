@@ -17,14 +17,14 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
+from torch import nn
+
+from edgecv.errors import CheckpointError, ModelError
 from edgecv.models.checkpoint import (
     extract_state_dict,
     is_edgecv_checkpoint,
     load_checkpoint,
 )
-from torch import nn
-
-from edgecv.errors import CheckpointError, ModelError
 
 _SHOW = 3  # keys named in an error message before "... (+N more)"
 
