@@ -72,8 +72,10 @@ def write_confusion_png(path: str | os.PathLike[str], counts: np.ndarray, rows: 
     fig, (ax_counts, ax_rates) = plt.subplots(1, 2, figsize=(2 * side + 2, side),
                                              gridspec_kw={"wspace": 0.45})
     try:
-        _panel(fig, ax_counts, cm, rows, cols, title=f"{title}: counts", fmt="d", vmax=None)
-        _panel(fig, ax_rates, row_normalised(cm), rows, cols, title=f"{title}: share of each true class",
+        # the shared title above both panels: as panel titles, two long titles ran into each other
+        fig.suptitle(f"{title}: {int(cm.sum())} samples", fontsize=12)
+        _panel(fig, ax_counts, cm, rows, cols, title="counts", fmt="d", vmax=None)
+        _panel(fig, ax_rates, row_normalised(cm), rows, cols, title="row-normalised: share of each true class",
                fmt=".2f", vmax=1.0)
         return save_figure(fig, path)
     finally:

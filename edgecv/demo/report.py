@@ -79,7 +79,7 @@ def build_summary(cfg: DemoConfig, out: Path, results: dict[str, Any], *, timing
     int8_row = rows[1] if len(rows) > 1 else {}
     report = stream["report"]
     figures = {
-        "classes": data["classes"],
+        "classes": model_classes(trained, export, fallback=data["classes"]),
         "train_images": data["train_images"],
         "val_images": data["val_images"],
         "val_accuracy": _round(trained.best_val_acc),
@@ -121,6 +121,19 @@ def build_summary(cfg: DemoConfig, out: Path, results: dict[str, Any], *, timing
         summary["artefacts"].append({"name": "summary", "path": str(out / "summary.json"), "bytes": None,
                                      "what": "this summary"})
     return summary
+
+
+def model_classes(trained: Any, export: Any, *, fallback: Sequence[str] = ()) -> list[str]:
+    """The classes in the model's order (output index i -> name): the deployed ONNX file's contract
+    labels, else the trained checkpoint's. Not the generator's list: training reads class folders
+    sorted, so "star" is index 2 of the model although the generator draws it last."""
+    from edgecv.contract import read_contract
+
+    output = getattr(export, "output", None)
+    contract = read_contract(output) if output and Path(output).is_file() else None
+    if contract is not None and contract.labels:
+        return list(contract.labels)
+    return list(getattr(trained, "classes", None) or fallback)
 
 
 def val_figures(val: Any) -> dict[str, Any]:

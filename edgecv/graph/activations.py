@@ -173,20 +173,20 @@ def _suggest(name: str, valid: list[str]) -> str:
     return ("close matches: " if close else "valid names include: ") + ", ".join(shown) + more
 
 
-def montage(activation: np.ndarray, *, max_channels: int = 64, tile: int = 96, gap: int = 2,
-            colormap: int | None = cv2.COLORMAP_VIRIDIS, layer: str = "tensor") -> np.ndarray:
-    """A grid of per-channel maps of one sample, each min-max normalised to 0-255 -> BGR uint8.
-
-    ``activation`` is (1, C, H, W) or (C, H, W); small maps are enlarged with nearest
-    neighbour so each pixel stays a visible block.
-    """
+def _feature_maps(activation: np.ndarray, *, layer: str, max_channels: int) -> np.ndarray:
+    """The first sample's first ``max_channels`` maps as float32 (C, H, W)."""
     x = np.asarray(activation, dtype=np.float32)
     if x.ndim == 4:
         x = x[0]  # first sample: (C, H, W)
     if x.ndim != 3 or x.shape[1] < 1 or x.shape[2] < 1:
         raise InputError(f"layer {layer!r} has shape {list(activation.shape)}: a montage needs a "
                          "feature map (N, C, H, W); pick a convolution or pooling output")
-    x = x[:max_channels]
+    return x[:max_channels]
+
+
+def _tile_canvas(x: np.ndarray, *, tile: int, gap: int) -> tuple[np.ndarray, np.ndarray, list[tuple[int, int, int, int]]]:
+    """(gray canvas, background mask, (top, left, h, w) of each tile): a near-square grid, each map
+    min-max normalised to 0-255 and enlarged by nearest neighbour so a pixel stays a visible block."""
     channels, h, w = x.shape
     cols = math.ceil(math.sqrt(channels))
     rows = math.ceil(channels / cols)
@@ -194,6 +194,7 @@ def montage(activation: np.ndarray, *, max_channels: int = 64, tile: int = 96, g
     th, tw = h * scale, w * scale
     canvas = np.full((rows * (th + gap) + gap, cols * (tw + gap) + gap), 255, np.uint8)
     background = np.ones(canvas.shape, bool)  # gaps and unused cells stay white
+    boxes = []
     for index, fmap in enumerate(x):
         low, high = float(np.nanmin(fmap)), float(np.nanmax(fmap))
         norm = (fmap - low) / (high - low) if high > low else np.zeros_like(fmap)
@@ -202,11 +203,92 @@ def montage(activation: np.ndarray, *, max_channels: int = 64, tile: int = 96, g
         top, left = gap + r * (th + gap), gap + c * (tw + gap)
         canvas[top:top + th, left:left + tw] = img
         background[top:top + th, left:left + tw] = False
+        boxes.append((top, left, th, tw))
+    return canvas, background, boxes
+
+
+def _colour(gray: np.ndarray, background: np.ndarray, colormap: int | None) -> np.ndarray:
     if colormap is None:
-        return cv2.cvtColor(canvas, cv2.COLOR_GRAY2BGR)
-    colored = cv2.applyColorMap(canvas, colormap)
+        return cv2.cvtColor(gray, cv2.COLOR_GRAY2BGR)
+    colored = cv2.applyColorMap(gray, colormap)
     colored[background] = 255
     return colored
+
+
+def montage(activation: np.ndarray, *, max_channels: int = 64, tile: int = 96, gap: int = 2,
+            colormap: int | None = cv2.COLORMAP_VIRIDIS, layer: str = "tensor") -> np.ndarray:
+    """A grid of per-channel maps of one sample, each min-max normalised to 0-255 -> BGR uint8
+    (the bare tiles; :func:`montage_figure` adds the title, channel numbers and colour bar).
+
+    ``activation`` is (1, C, H, W) or (C, H, W); small maps are enlarged with nearest
+    neighbour so each pixel stays a visible block.
+    """
+    gray, background, _ = _tile_canvas(_feature_maps(activation, layer=layer, max_channels=max_channels),
+                                       tile=tile, gap=gap)
+    return _colour(gray, background, colormap)
+
+
+FONT = cv2.FONT_HERSHEY_SIMPLEX
+MARGIN = 8  # px around the tiles, title and colour bar
+LINE_H = 20  # px per title line at FONT scale 0.5
+
+
+def _text(img: np.ndarray, text: str, org: tuple[int, int], *, scale: float = 0.5,
+          color: tuple[int, int, int] = (30, 30, 30)) -> None:
+    cv2.putText(img, text, org, FONT, scale, color, 1, cv2.LINE_AA)
+
+
+def _text_width(text: str, scale: float = 0.5) -> int:
+    return cv2.getTextSize(text, FONT, scale, 1)[0][0]
+
+
+def _number_tiles(grid: np.ndarray, boxes: Sequence[tuple[int, int, int, int]]) -> None:
+    """The channel index in each tile's top-left corner, white on a dark box (tiles under 20 px
+    get none: the number would cover the map)."""
+    for index, (top, left, th, tw) in enumerate(boxes):
+        if min(th, tw) < 20:
+            return
+        (w, h), _ = cv2.getTextSize(str(index), FONT, 0.35, 1)
+        cv2.rectangle(grid, (left, top), (left + w + 3, top + h + 4), (0, 0, 0), -1)
+        _text(grid, str(index), (left + 2, top + h + 2), scale=0.35, color=(255, 255, 255))
+
+
+def _colour_bar(width: int, colormap: int | None) -> np.ndarray:
+    """A horizontal bar, low (left) to high (right), labelled: each tile has its own scale."""
+    bar_w = max(120, min(width - 2 * MARGIN, 320))
+    ramp = np.tile(np.linspace(0, 255, bar_w).astype(np.uint8), (12, 1))
+    ramp = cv2.cvtColor(ramp, cv2.COLOR_GRAY2BGR) if colormap is None else cv2.applyColorMap(ramp, colormap)
+    strip = np.full((12 + 2 * LINE_H, width, 3), 255, np.uint8)
+    strip[4:16, MARGIN:MARGIN + bar_w] = ramp
+    _text(strip, "channel min", (MARGIN, 16 + LINE_H - 4), scale=0.4)
+    _text(strip, "channel max", (MARGIN + bar_w - _text_width("channel max", 0.4), 16 + LINE_H - 4), scale=0.4)
+    _text(strip, "colour: each tile scaled to its own channel's min..max", (MARGIN, 16 + 2 * LINE_H - 6), scale=0.4)
+    return strip
+
+
+def montage_figure(activation: np.ndarray, *, model: str, layer: str, max_channels: int = 64, tile: int = 96,
+                   colormap: int | None = cv2.COLORMAP_VIRIDIS) -> tuple[np.ndarray, dict[str, Any]]:
+    """The picture ``edgecv inspect --activations`` writes: a title (model, layer, tensor shape,
+    value range), the tiles numbered by channel, and a colour bar, drawn with OpenCV (no torch,
+    no matplotlib). Returns (BGR image, ``{"grid_box": [top, left, h, w], "title": [...]}``)."""
+    value = np.asarray(activation)
+    x = _feature_maps(value, layer=layer, max_channels=max_channels)
+    gray, background, boxes = _tile_canvas(x, tile=tile, gap=2)
+    grid = _colour(gray, background, colormap)
+    _number_tiles(grid, boxes)
+    total = value.shape[1] if value.ndim == 4 else value.shape[0]
+    shown = f"channels 0-{len(x) - 1}" if len(x) > 1 else "channel 0"
+    title = [f"{model} - layer {layer}", f"tensor {'x'.join(map(str, value.shape))}: {shown} of {total} shown",
+             f"values min {float(value.min()):.4g}, max {float(value.max()):.4g}, mean {float(value.mean()):.4g}"]
+    width = max(grid.shape[1] + 2 * MARGIN, max(_text_width(t) for t in title) + 2 * MARGIN,
+                _text_width("colour: each tile scaled to its own channel's min..max", 0.4) + 2 * MARGIN)
+    header = np.full((MARGIN + LINE_H * len(title), width, 3), 255, np.uint8)
+    for i, line in enumerate(title):
+        _text(header, line, (MARGIN, MARGIN + LINE_H * (i + 1) - 6), scale=0.5 if i else 0.55)
+    body = np.full((grid.shape[0], width, 3), 255, np.uint8)
+    body[:, MARGIN:MARGIN + grid.shape[1]] = grid
+    picture = np.vstack([header, body, _colour_bar(width, colormap)])
+    return picture, {"grid_box": [header.shape[0], MARGIN, grid.shape[0], grid.shape[1]], "title": title}
 
 
 def write_montage(model_path: str | os.PathLike[str], image_path: str | os.PathLike[str], layer: str,
@@ -220,7 +302,7 @@ def write_montage(model_path: str | os.PathLike[str], image_path: str | os.PathL
     if out.suffix.lower() not in (".png", ".jpg", ".jpeg", ".bmp"):
         raise InputError(f"{out}: expected a .png (or .jpg/.bmp) output path")
     value, ran = _activation(model_path, image_path, layer, spec=spec, open_runner=open_runner)
-    picture = montage(value, max_channels=max_channels, layer=layer)
+    picture, drawn = montage_figure(value, model=Path(model_path).name, layer=layer, max_channels=max_channels)
     ok, encoded = cv2.imencode(out.suffix.lower(), picture)
     if not ok:
         raise InputError(f"{out}: OpenCV could not encode the montage")
@@ -228,4 +310,5 @@ def write_montage(model_path: str | os.PathLike[str], image_path: str | os.PathL
     shown = min(max_channels, value.shape[1] if value.ndim == 4 else 1)
     return {"layer": layer, "shape": list(value.shape), "channels_shown": int(shown),
             "output": str(out), "min": float(value.min()), "max": float(value.max()),
-            "mean": float(value.mean()), "engine": ran}
+            "mean": float(value.mean()), "engine": ran, "image_size": [int(picture.shape[0]), int(picture.shape[1])],
+            "grid_box": drawn["grid_box"], "title": drawn["title"]}

@@ -5,6 +5,10 @@ the first result of the same (batch, threads, seq-len) group -- the first model 
 command line, on the first provider and precision -- so ``fp32.onnx int8.onnx --provider
 cpu,openvino`` reads "x times the speed of fp32 on ONNX Runtime" on every row. Rows name their
 provider and precision only where the table holds more than one of them.
+
+The terminal gets a table that fits in 120 columns (:func:`format_compact`: what a person reads
+first -- who ran, the median and the tail, throughput, the ratio and what it cost); ``--wide``
+prints :func:`format_results`, every column, and JSON/CSV/Markdown always keep every field.
 """
 from __future__ import annotations
 
@@ -12,6 +16,7 @@ import csv
 import io
 import json
 import os
+import textwrap
 from typing import Any, Sequence
 
 from edgecv.io import write_json_atomic, write_text_atomic
@@ -112,7 +117,63 @@ def _columns(rows: Sequence[dict[str, Any]]) -> list[tuple[str, str]]:
 
 
 def format_results(rows: Sequence[dict[str, Any]]) -> str:
+    """Every column (``profile --wide``): 170+ characters for one model, so not the default."""
     return format_table(rows, _columns(rows), formatters=FORMATTERS)
+
+
+TABLE_WIDTH = 120  # the widest terminal people are assumed to have; the compact table fits in it
+# (key, header) of the compact table; "engine" is derived (runtime + provider in one cell)
+COMPACT_COLUMNS: list[tuple[str, str]] = [
+    ("model", "model"), ("engine", "engine"), ("precision", "prec"), ("batch", "batch"), ("threads", "thr"),
+    ("seq_len", "seq"), ("p50_ms", "p50 ms"), ("p99_ms", "p99 ms"), ("throughput", "items/s"),
+    ("speedup", "vs first"), ("parity_max_abs", "max|diff|"), ("parity_top1", "top-1"),
+]
+
+
+def engine_name(row: dict[str, Any]) -> str:
+    """Runtime and provider in one cell: "onnxruntime cpu", "openvino:CPU", "opencv cpu"."""
+    runtime, provider = str(row.get("runtime")), str(row.get("provider"))
+    return provider if provider.startswith(runtime) else f"{runtime} {provider}"
+
+
+def shorten(text: str, width: int) -> str:
+    """``text`` cut to ``width`` characters, a quarter from its start and the rest from its end
+    ("fp32.onnx" / "int8_qdq.onnx" endings are what tell two exports of one model apart)."""
+    if len(text) <= width:
+        return text
+    head = max(1, (width - 3) // 4)
+    return text[:head] + "..." + text[len(text) - (width - 3 - head):]
+
+
+def format_compact(rows: Sequence[dict[str, Any]], *, width: int = TABLE_WIDTH) -> str:
+    """The default terminal table, at most ``width`` characters a line where names allow: when
+    too wide, "onnxruntime" becomes "ort", then model names are shortened until it fits."""
+    cells = [{**row, "engine": engine_name(row)} for row in rows]
+    columns = [(k, h) for k, h in COMPACT_COLUMNS if any(r.get(k) is not None for r in cells)]
+
+    def render() -> tuple[str, int]:
+        text = format_table(cells, columns, formatters=FORMATTERS)
+        return text, max(len(line) for line in text.splitlines()) - width
+
+    table, excess = render()
+    if excess > 0:
+        cells = [{**r, "engine": r["engine"].replace("onnxruntime", "ort")} for r in cells]
+        table, excess = render()
+    longest = max((len(str(r.get("model", ""))) for r in cells), default=0)
+    if excess > 0 and longest > 12:
+        keep = max(12, longest - excess)
+        cells = [{**r, "model": shorten(str(r.get("model", "")), keep)} for r in cells]
+        table, _ = render()
+    return table
+
+
+def wrap_lines(lines: Sequence[str], *, width: int = TABLE_WIDTH) -> list[str]:
+    """Prose lines (header, notices, comparisons) wrapped at ``width``, continuation indented."""
+    out: list[str] = []
+    for line in lines:
+        out.extend(textwrap.wrap(line, width=width, subsequent_indent="    ", break_on_hyphens=False,
+                                 break_long_words=False) or [""])
+    return out
 
 
 def to_json(rows: Sequence[dict[str, Any]], env: dict[str, Any]) -> list[dict[str, Any]]:
@@ -153,8 +214,9 @@ def write_markdown(path: str | os.PathLike[str], rows: Sequence[dict[str, Any]],
     write_text_atomic(path, "\n".join(parts) + "\n")
 
 
-def plot_latency(path: str | os.PathLike[str], rows: Sequence[dict[str, Any]]) -> None:
-    """Box plot of per-run latency, one box per configuration (needs matplotlib)."""
+def plot_latency(path: str | os.PathLike[str], rows: Sequence[dict[str, Any]]) -> list[str]:
+    """Box plot of per-run latency, one box per configuration (needs matplotlib); returns the tick
+    labels, which say in words what each box is ("batch 8, 2 threads", not "b8 t2")."""
     from edgecv.errors import InputError, require
 
     require("matplotlib", "plot")
@@ -163,18 +225,25 @@ def plot_latency(path: str | os.PathLike[str], rows: Sequence[dict[str, Any]]) -
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    data = [r["samples_ms"] for r in rows if r.get("samples_ms")]
-    if not data:
+    measured = [r for r in rows if r.get("samples_ms")]
+    if not measured:
         raise InputError(f"{path}: no latency samples to plot")
-    labels = [_label(r) for r in rows if r.get("samples_ms")]
-    fig, ax = plt.subplots(figsize=(max(6.0, 1.2 * len(data) + 2), 4.5))
-    ax.boxplot(data, showfliers=True, whis=(1, 99))
-    ax.set_xticks(range(1, len(labels) + 1), labels, rotation=30, ha="right", fontsize=8)
+    data = [r["samples_ms"] for r in measured]
+    labels = latency_labels(measured)
+    tilt = len(labels) > 6  # side by side they would overlap
+    fig, ax = plt.subplots(figsize=(max(6.0, (1.3 if tilt else 1.9) * len(data) + 1.5), 5.0))
+    ax.boxplot(data, showfliers=True, whis=(1, 99), widths=0.4)
+    ax.set_xticks(range(1, len(labels) + 1), labels, rotation=30 if tilt else 0,
+                  ha="right" if tilt else "center", rotation_mode="anchor" if tilt else "default", fontsize=8)
+    for i, row in enumerate(measured, start=1):
+        if row.get("p50_ms") is not None:  # the number the table compares, beside its box
+            ax.text(i + 0.23, row["p50_ms"], f"p50 {_fmt_ms(row['p50_ms'])} ms", va="center", fontsize=7,
+                    color="dimgray")
     lo, hi = min(min(d) for d in data), max(max(d) for d in data)
     if lo > 0 and hi / lo > 20:  # fp32 vs int8 vs torch can differ by orders of magnitude
         ax.set_yscale("log")
     ax.set_ylabel("latency per run (ms)")
-    ax.set_title("latency distribution (whiskers: p1-p99)")
+    ax.set_title("latency distribution per configuration (box: p25-p75, line: median, whiskers: p1-p99)")
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
     from edgecv.io import atomic_path
@@ -182,10 +251,30 @@ def plot_latency(path: str | os.PathLike[str], rows: Sequence[dict[str, Any]]) -
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=110)
     plt.close(fig)
+    return labels
 
 
-def _label(row: dict[str, Any]) -> str:
-    name = os.path.splitext(str(row["model"]))[0]
-    tag = "" if row["runtime"] == "onnxruntime" else f" [{row['runtime']}]"
-    seq = f" s{row['seq_len']}" if row.get("seq_len") else ""
-    return f"{name}{tag}\n{row['provider']} b{row['batch']} t{row['threads']}{seq}"
+RUNTIME_WORDS = {"onnxruntime": "ONNX Runtime", "openvino": "OpenVINO", "opencv": "OpenCV dnn", "torch": "PyTorch"}
+PROVIDER_WORDS = {"cpu": "CPU", "cuda": "CUDA", "tensorrt": "TensorRT", "dml": "DirectML", "coreml": "CoreML"}
+
+
+def latency_labels(rows: Sequence[dict[str, Any]]) -> list[str]:
+    """One tick label per row in words: model, engine (and precision when the rows hold several),
+    then "batch N, T threads" (and "seq S")."""
+    precisions = {r.get("precision") for r in rows} - {None}
+    labels = []
+    for row in rows:
+        runtime, provider = str(row.get("runtime")), str(row.get("provider"))
+        kind, _, device = provider.partition(":")  # "openvino:GPU.0", "cpu"
+        words = [RUNTIME_WORDS.get(runtime, runtime)]
+        if kind != runtime:  # ONNX Runtime's OpenVINO provider, CUDA, ...
+            words.append(PROVIDER_WORDS.get(kind, RUNTIME_WORDS.get(kind, kind)))
+        engine = " ".join(words + ([device] if device else []))
+        if len(precisions) > 1 and row.get("precision"):
+            engine += f", {row['precision']}"
+        threads = row.get("threads")
+        where = f"batch {row.get('batch')}, {threads} thread{'' if threads == 1 else 's'}"
+        if row.get("seq_len"):
+            where += f", seq {row['seq_len']}"
+        labels.append(f"{os.path.splitext(str(row['model']))[0]}\n{engine}\n{where}")
+    return labels

@@ -44,7 +44,11 @@ def test_quick_demo_reports_every_step_and_the_accuracy(quick_demo: dict[str, An
     assert "epoch 14/14" in quick_demo["stderr"]
     figures = quick_demo["summary"]["figures"]
     assert figures["val_accuracy"] >= QUICK_MIN_VAL_ACC, figures
-    assert figures["epochs"] == 14 and figures["classes"] == ["circle", "square", "triangle", "star"]
+    # the model's class order (index i -> name: sorted class folders), not the generator's
+    assert figures["epochs"] == 14 and figures["classes"] == ["circle", "square", "star", "triangle"]
+    from edgecv.contract import read_contract
+
+    assert figures["classes"] == read_contract(quick_demo["out"] / "model.onnx").labels
     assert figures["fp32_parity_passed"] is True
     assert figures["fp32_top1_agreement"] == 1.0 and figures["fp32_max_abs_diff"] < 1e-3
     assert 0.8 <= figures["int8_top1_agreement"] <= 1.0
@@ -234,3 +238,28 @@ def test_human_summary_lists_every_figure_and_artefact(quick_demo: dict[str, Any
         assert row in text
     for entry in quick_demo["summary"]["artefacts"]:
         assert entry["path"] in text
+
+
+def test_summary_classes_follow_the_model_not_the_generator(tmp_path: Path) -> None:
+    """figures["classes"] is the order of the model's outputs: the ONNX contract's labels, else the
+    checkpoint's classes; never the generator's list (circle, square, triangle, star)."""
+    from types import SimpleNamespace
+
+    import onnx
+    from onnx import TensorProto, helper
+
+    from edgecv.contract import ModelContract, embed_contract
+    from edgecv.demo.report import model_classes
+
+    graph = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    embed_contract(model, ModelContract(task="image", labels=["circle", "square", "star", "triangle"]))
+    onnx.save(model, tmp_path / "model.onnx")
+    generator = ["circle", "square", "triangle", "star"]
+    trained = SimpleNamespace(classes=["b", "a"])
+    assert model_classes(trained, SimpleNamespace(output=tmp_path / "model.onnx"), fallback=generator) == [
+        "circle", "square", "star", "triangle"]
+    assert model_classes(trained, SimpleNamespace(output=tmp_path / "gone.onnx"), fallback=generator) == ["b", "a"]
+    assert model_classes(SimpleNamespace(classes=[]), SimpleNamespace(output=None), fallback=generator) == generator

@@ -11,7 +11,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from edgecv.contract import ModelContract, embed_contract
 from edgecv.errors import InputError
-from edgecv.graph.activations import compute_activation, list_tensors, montage, write_montage
+from edgecv.graph.activations import compute_activation, list_tensors, montage, montage_figure, write_montage
 from edgecv.preprocess import PreprocessSpec, load_image, preprocess_image
 
 
@@ -74,8 +74,11 @@ def test_write_montage_png(tmp_path: Path, image: Path) -> None:
     summary = write_montage(path, image, "relu_out", out)
     picture = cv2.imread(str(out))
     assert picture is not None and summary["channels_shown"] == 5 and summary["shape"] == [1, 5, 12, 12]
-    # 5 channels -> 3 columns x 2 rows of 96-px tiles (12 px x 8) with 2-px gaps
-    assert picture.shape == (2 * 98 + 2, 3 * 98 + 2, 3)
+    # 5 channels -> 3 columns x 2 rows of 96-px tiles (12 px x 8) with 2-px gaps, below a title
+    top, left, height, width = summary["grid_box"]
+    assert (height, width) == (2 * 98 + 2, 3 * 98 + 2)
+    assert picture.shape[0] > top + height and top > 0 and picture.shape[1] >= left + width
+    assert list(picture.shape[:2]) == summary["image_size"]
 
 
 def test_montage_normalises_each_channel() -> None:
@@ -137,3 +140,22 @@ def test_a_handed_in_spec_replaces_the_defaults(tmp_path: Path, image: Path) -> 
     assert value.shape == (1, 3, 6, 8) and default.shape == (1, 3, 224, 224)
     summary = write_montage(path, image, "relu_out", tmp_path / "m.png", spec=spec)
     assert summary["shape"] == [1, 5, 6, 8]
+
+
+def test_montage_figure_has_a_title_channel_numbers_and_a_colour_bar() -> None:
+    """The title (model, layer, shape) and colour bar make the picture taller than the tiles; the
+    tiles themselves are the bare montage but for the channel number in each corner."""
+    x = np.random.default_rng(0).standard_normal((1, 6, 8, 8)).astype(np.float32)
+    picture, drawn = montage_figure(x, model="net.onnx", layer="conv_out", max_channels=4)
+    bare = montage(x, max_channels=4)
+    top, left, height, width = drawn["grid_box"]
+    assert (height, width) == bare.shape[:2] and picture.shape[0] > height + 60 and picture.shape[1] >= width
+    assert drawn["title"][0] == "net.onnx - layer conv_out"
+    assert drawn["title"][1] == "tensor 1x6x8x8: channels 0-3 of 6 shown"
+    grid = picture[top:top + height, left:left + width]
+    corner = (slice(2, 16), slice(2, 16))  # tile 0's number box: dark, then white digits
+    assert not np.array_equal(grid[corner], bare[corner])
+    np.testing.assert_array_equal(grid[40:90, 40:90], bare[40:90, 40:90])  # the map itself is untouched
+    bar = picture[top + height:]
+    assert bar.shape[0] >= 12 and len({tuple(p) for p in bar[8, left:left + 100]}) > 20  # a gradient
+    assert not np.all(picture[:top] == 255)  # the title is drawn

@@ -40,16 +40,17 @@ def test_compact_table_fits_120_columns_with_every_first_need() -> None:
         assert header in lines[0], header
     for extra in ("create ms", "p90 ms", "std ms", "GFLOP/s", "% peak"):
         assert extra not in lines[0], extra  # under --wide (and in every file)
-    assert "openvino:CPU" in table and "onnxruntime cpu" in table and "98.7%" in table
-    assert "...int8_qdq_static.onnx" in table  # shortened in the middle: the end tells exports apart
+    assert "openvino:CPU" in table and "ort cpu" in table and "98.7%" in table  # abbreviated to fit
+    assert "..._int8_qdq_static.onnx" in table and "...ge_imagenet_fp32.onnx" in table  # the ends tell them apart
     assert len(lines) == 2 + len(rows)
     assert max(len(line) for line in report.format_results(rows).splitlines()) > 120  # --wide: all of it
 
 
 def test_short_names_are_left_alone_and_empty_columns_dropped() -> None:
     table = report.format_compact(report.add_ratios([_row("a.onnx"), _row("b.onnx", p50=1.0)]))
-    assert "a.onnx " in table and "2.00x" in table and "seq" not in table and "max|diff|" not in table
-    assert report.shorten("abcdefghijklmnop.onnx", 12) == "abcd...p.onnx" and len(report.shorten("x" * 50, 12)) == 12
+    assert "a.onnx " in table and "onnxruntime cpu" in table and "2.00x" in table
+    assert "seq" not in table and "max|diff|" not in table
+    assert report.shorten("abcdefghijklmnop.onnx", 12) == "ab...op.onnx" and len(report.shorten("x" * 50, 12)) == 12
 
 
 def test_prose_is_wrapped_with_an_indent() -> None:
