@@ -269,7 +269,7 @@ def _infer_text(clf: Any, texts: list[str], opts: InferOptions) -> None:
             sink.close()
     t = preds[0].timings if preds else None
     if t is not None:
-        click.echo(f"{len(preds)} texts: tokenize {t.preprocess_ms:.2f} ms, inference {t.inference_ms:.2f} ms, "
+        click.echo(f"{len(preds)} text{'' if len(preds) == 1 else 's'}: tokenize {t.preprocess_ms:.2f} ms, inference {t.inference_ms:.2f} ms, "
                    f"postprocess {t.postprocess_ms:.2f} ms (one batch)", file=out)
 
 
@@ -368,7 +368,7 @@ def _infer_stream(clf: Any, opts: InferOptions) -> None:
     finally:
         if bar is not None:
             bar.close()
-    click.echo(format_summary(report), file=opts.out)
+    click.echo(format_summary(report, verbose=opts.verbose or not is_images), file=opts.out)
     if opts.report_path is not None:
         write_json_atomic(opts.report_path, report.to_dict())
     if report.frames == 0 and not report.interrupted:

@@ -217,12 +217,20 @@ class ShowSink:
             pass
 
 
-def format_summary(report: Any) -> str:
-    """The end-of-run summary: frames, FPS, per-stage p50/p95, dropped and unreadable inputs."""
+def format_summary(report: Any, *, verbose: bool = True) -> str:
+    """The end-of-run summary: frames, FPS, per-stage p50/p95, dropped and unreadable inputs.
+
+    One image (``verbose=False``) gets one line of timings instead of a table of one-sample
+    percentiles: a stage table, "1 frames" and "dropped frames: 0" say nothing about one image."""
     from edgecv.table import format_table
 
-    lines = [f"{report.frames} frames in {report.wall_s:.2f} s = {report.fps:.1f} FPS "
-             f"({report.source}; provider {', '.join(report.providers)}; threads {report.threads or 'ort-default'})"]
+    if not verbose and report.frames == 1 and not report.live and not report.unreadable:
+        spent = {name: s["mean_ms"] for name, s in report.stages.items() if s["n"]}
+        return (f"1 image in {report.wall_s * 1000:.1f} ms ("
+                + ", ".join(f"{name} {ms:.2f} ms" for name, ms in spent.items()) + ")")
+    frames = f"{report.frames} frame{'' if report.frames == 1 else 's'}"
+    lines = [f"{frames} in {report.wall_s:.2f} s = {report.fps:.1f} FPS "
+             f"({report.source}; provider {', '.join(report.providers)}; threads {report.threads or 'default'})"]
     rows = [{"stage": name, "p50_ms": s["p50_ms"], "p95_ms": s["p95_ms"], "mean_ms": s["mean_ms"]}
             for name, s in report.stages.items() if s["n"]]
     if rows:

@@ -51,7 +51,11 @@ def test_single_image(files):
     assert result.exit_code == 0, result.output
     assert "onnxruntime provider CPUExecutionProvider, precision fp32, threads 1" in result.output
     assert f"{img}  red 0.999  [red 0.999, green 0.000]" in result.output
-    assert "1 frames in" in result.output
+    # one image: the result line and one line of timings, no stage table of one-sample percentiles
+    assert "1 image in" in result.output and "inference" in result.output.splitlines()[-1]
+    assert "p95 ms" not in result.output and "dropped frames" not in result.output and "1 frames" not in result.output
+    verbose = invoke(files["model"], img, "--provider", "cpu", "--threads", "1", "--verbose")
+    assert "p95 ms" in verbose.output and "1 frame in" in verbose.output
 
 
 def test_folder_json_csv_and_unreadable(files, tmp_path):

@@ -135,10 +135,14 @@ def test_harness_median_within_two_percent_of_bare_loop(tmp_path) -> None:
 def test_harness_whole_call_within_two_percent_of_bare_loop(tmp_path) -> None:
     """The whole harness (timed loop plus computing its statistics) costs at most 2% more wall
     time than a bare loop appending to a list. Each part is taken at its minimum over interleaved
-    rounds: other processes on a shared CPU can only inflate a round, never deflate it."""
+    rounds: other processes on a shared CPU can only inflate a round, never deflate it. The
+    statistics are one ``numpy.percentile`` call after the loop, a fixed ~40 us whatever the run
+    count, so the loop is 400 runs (about 8 ms here): long enough that the bound is about the
+    harness, not about numpy's call overhead against a 3 ms loop."""
     sess = create_session(_matmul_model(tmp_path, 128), provider="cpu", threads=1).session
     feeds = {"x": np.random.default_rng(1).standard_normal((128, 128)).astype(np.float32)}
     fn = session_runner(sess, feeds)
+    RUNS = 400  # noqa: N806
     for _ in range(50):
         fn()
 
@@ -152,12 +156,12 @@ def test_harness_whole_call_within_two_percent_of_bare_loop(tmp_path) -> None:
         bare, loop, stats = [], [], []
         for i in range(15):
             if i % 2:  # alternate the order so neither side always runs second
-                bare.append(wall(lambda: _bare_loop(sess, feeds, 150))[0])
-            ns, samples = wall(lambda: time_runs(fn, runs=150))
+                bare.append(wall(lambda: _bare_loop(sess, feeds, RUNS))[0])
+            ns, samples = wall(lambda: time_runs(fn, runs=RUNS))
             loop.append(ns)
             stats.append(wall(lambda: summarize(samples))[0])
             if not i % 2:
-                bare.append(wall(lambda: _bare_loop(sess, feeds, 150))[0])
+                bare.append(wall(lambda: _bare_loop(sess, feeds, RUNS))[0])
         best = min(best, (min(loop) + min(stats)) / min(bare))
         if best <= 1.02:
             break
