@@ -2,18 +2,21 @@
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import click
 
 from edgecv.commands.options import (
+    BACKEND_KEYS,
+    PREPROCESS_KEYS,
     ProviderType,
     backend_options,
     engine_fields,
     preprocess_options,
     preprocess_overrides,
+    take,
 )
 
 EXAMPLES = """
@@ -57,14 +60,7 @@ class InferOptions:
     smooth: float | None = None
     labels: str | None = None
     # preprocessing for foreign models (see edgecv.commands.options.preprocess_options)
-    size: list[int] | None = None
-    resize: int | None = None
-    crop: int | None = None
-    stretch: bool = False
-    scale: float | None = None
-    mean: list[float] | None = None
-    std: list[float] | None = None
-    bgr: bool = False
+    preprocess: dict[str, Any] = field(default_factory=dict)  # PREPROCESS_KEYS: flags given, by name
     # outputs
     json_path: str | None = None
     csv_path: str | None = None
@@ -77,12 +73,7 @@ class InferOptions:
     verbose: bool = False
     verify: bool = False
     # GPU / OpenVINO backend options (see edgecv.commands.options.backend_options)
-    device_id: int | None = None
-    fp16: bool = False
-    fast_start: bool = False
-    cache_dir: str | None = None
-    provider_option: tuple[str, ...] = ()
-    precision: str = "auto"
+    backend: dict[str, Any] = field(default_factory=dict)  # BACKEND_KEYS: GPU / OpenVINO options
 
     def engine_options(self) -> Any:
         """How to open the model's engine: provider, threads and the backend options."""
@@ -90,7 +81,7 @@ class InferOptions:
 
         return EngineOptions(provider=self.provider, threads=self.threads, verbose=self.verbose,
                              allow_fallback=self.allow_fallback, batch_sizes=(self.batch_size,),
-                             **engine_fields(self.__dict__))
+                             **engine_fields(self.backend))
 
     def text_items(self) -> list[str]:
         """``--text`` values, then every non-empty line of ``--text-file``; an empty ``--text``
@@ -112,7 +103,7 @@ class InferOptions:
 
     def preprocess_overrides(self) -> dict[str, Any]:
         """The preprocessing flags that were given, as ``load(**overrides)`` keywords."""
-        return preprocess_overrides(self.__dict__)
+        return preprocess_overrides(self.preprocess)
 
     def sink_paths(self) -> dict[str, Any]:
         return {key: getattr(self, key) for key in ("json_path", "csv_path", "save_path", "show", "stride")}
@@ -221,7 +212,7 @@ def infer(**params: Any) -> None:
     from edgecv.cli import restore_native_logs
     from edgecv.runtimes.classifier import load
 
-    opts = InferOptions(**params)
+    opts = InferOptions(preprocess=take(params, PREPROCESS_KEYS), backend=take(params, BACKEND_KEYS), **params)
     if opts.verbose:
         restore_native_logs()  # before any capture opens: FFmpeg reads its level then
     text_items = opts.text_items()

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -15,9 +15,11 @@ import click
 
 from edgecv.commands.options import (
     PREPROCESS_FLAGS,
+    PREPROCESS_KEYS,
     ProviderType,
     preprocess_options,
     preprocess_overrides,
+    take,
 )
 
 ONNX_SUFFIXES = (".onnx",)
@@ -121,14 +123,7 @@ class InspectOptions:
     precision: str = "auto"
     allow_fallback: bool = False
     # --activations preprocessing for foreign models: the same flags as ``edgecv infer``
-    size: list[int] | None = None
-    resize: int | None = None
-    crop: int | None = None
-    stretch: bool = False
-    scale: float | None = None
-    mean: list[float] | None = None
-    std: list[float] | None = None
-    bgr: bool = False
+    preprocess: dict[str, Any] = field(default_factory=dict)  # PREPROCESS_KEYS: flags given, by name
 
     def open_runner(self) -> Any:
         """The engine factory handed to the graph layer for ``--provider`` (None: its default,
@@ -144,7 +139,7 @@ class InspectOptions:
         """The preprocessing flags given, as ``PreprocessOverrides``; None when there are none."""
         from edgecv.runtimes.foreign import PreprocessOverrides
 
-        given = preprocess_overrides(self.__dict__)
+        given = preprocess_overrides(self.preprocess)
         return PreprocessOverrides(**given) if given else None
 
 
@@ -195,7 +190,7 @@ def inspect(**params: Any) -> None:
       edgecv inspect foreign.onnx --activations cat.jpg --layer conv1 -o maps.png --size 224 --mean 0.5 --std 0.5
       edgecv inspect model.onnx --activations cat.jpg --layer conv1 -o maps.png --provider openvino
     """
-    opts = InspectOptions(**params)
+    opts = InspectOptions(preprocess=take(params, PREPROCESS_KEYS), **params)
     _check_usage(opts)
     kind = resolve_kind(opts.model_ref)
     if (opts.list_layers or opts.image) and kind != "onnx":

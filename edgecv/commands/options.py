@@ -57,6 +57,14 @@ class CommaList(click.ParamType):
 
 
 PREPROCESS_FLAGS = ("--size", "--resize", "--crop", "--stretch", "--scale", "--mean", "--std", "--bgr")
+PREPROCESS_KEYS = tuple(flag[2:] for flag in PREPROCESS_FLAGS)  # click's parameter names
+BACKEND_KEYS = ("device_id", "fp16", "fast_start", "cache_dir", "provider_option", "precision")
+
+
+def take(params: dict[str, Any], keys: Sequence[str]) -> dict[str, Any]:
+    """Move one option group (``PREPROCESS_KEYS``, ``BACKEND_KEYS``) out of click's parameters,
+    so a command's options dataclass holds the group as one field instead of repeating it."""
+    return {key: params.pop(key) for key in keys if key in params}
 
 
 def preprocess_options(*, what: str = "") -> Callable[[Callable[..., Any]], Callable[..., Any]]:

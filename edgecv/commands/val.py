@@ -7,18 +7,21 @@ from __future__ import annotations
 
 import json
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import click
 
 from edgecv.commands.options import (
+    BACKEND_KEYS,
+    PREPROCESS_KEYS,
     ProviderType,
     backend_options,
     engine_fields,
     preprocess_options,
     preprocess_overrides,
+    take,
 )
 
 EXAMPLES = """
@@ -50,21 +53,9 @@ class ValOptions:
     out_dir: str | None = None
     verbose: bool = False
     # preprocessing for foreign models (see edgecv.commands.options.preprocess_options)
-    size: list[int] | None = None
-    resize: int | None = None
-    crop: int | None = None
-    stretch: bool = False
-    scale: float | None = None
-    mean: list[float] | None = None
-    std: list[float] | None = None
-    bgr: bool = False
+    preprocess: dict[str, Any] = field(default_factory=dict)  # PREPROCESS_KEYS: flags given, by name
     # GPU / OpenVINO backend options (see edgecv.commands.options.backend_options)
-    device_id: int | None = None
-    fp16: bool = False
-    fast_start: bool = False
-    cache_dir: str | None = None
-    provider_option: tuple[str, ...] = ()
-    precision: str = "auto"
+    backend: dict[str, Any] = field(default_factory=dict)  # BACKEND_KEYS: GPU / OpenVINO options
 
     @property
     def models(self) -> list[str]:
@@ -85,9 +76,9 @@ class ValOptions:
 
         engine = EngineOptions(provider=self.provider, threads=self.threads, verbose=self.verbose,
                                allow_fallback=self.allow_fallback, batch_sizes=(self.batch_size,),
-                               **engine_fields(self.__dict__))
+                               **engine_fields(self.backend))
         return EvalOptions(batch_size=self.batch_size, tolerance=self.tolerance, labels=self.labels,
-                           overrides=preprocess_overrides(self.__dict__), engine=engine,
+                           overrides=preprocess_overrides(self.preprocess), engine=engine,
                            text_column=self.text_column, label_column=self.label_column)
 
 
@@ -145,7 +136,7 @@ def val(**params: Any) -> None:
     """
     from edgecv.cli import restore_native_logs
 
-    opts = ValOptions(**params)
+    opts = ValOptions(preprocess=take(params, PREPROCESS_KEYS), backend=take(params, BACKEND_KEYS), **params)
     if opts.verbose:
         restore_native_logs()
     if len(opts.paths) < 2:

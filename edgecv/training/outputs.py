@@ -62,18 +62,11 @@ def _round(value: Any) -> Any:
 
 
 def per_class_metrics(confusion: np.ndarray, classes: Sequence[str]) -> list[dict[str, Any]]:
-    """Precision, recall, F1 and support per class from a (true, predicted) count matrix."""
-    cm = np.asarray(confusion, dtype=np.float64)
-    rows = []
-    for i, name in enumerate(classes):
-        tp = cm[i, i]
-        predicted, actual = cm[:, i].sum(), cm[i, :].sum()
-        precision = tp / predicted if predicted else 0.0
-        recall = tp / actual if actual else 0.0
-        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-        rows.append({"class": name, "precision": round(precision, 4), "recall": round(recall, 4),
-                     "f1": round(f1, 4), "support": int(actual)})
-    return rows
+    """Precision, recall, F1 and support per class (``per_class.csv``), computed by the same
+    :func:`edgecv.metrics.per_class` that ``edgecv val`` reports, rounded for the file."""
+    from edgecv.metrics import per_class
+
+    return [m.to_dict() for m in per_class(confusion, classes)]
 
 
 def write_confusion(out_dir: Path, confusion: np.ndarray, classes: Sequence[str]) -> None:

@@ -25,13 +25,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from edgecv.errors import InputError
-from edgecv.postprocess import top_k as rank_top_k
-from edgecv.preprocess import load_image
-from edgecv.runtimes.classifier import Classifier, load
-from edgecv.runtimes.engines.base import EngineOptions
-from edgecv.runtimes.evaluation.compare import compare, recommend
-from edgecv.runtimes.evaluation.data import EvalData, load_data, match_classes, model_bytes
-from edgecv.runtimes.evaluation.metrics import (
+from edgecv.metrics import (
     ClassMetrics,
     column_names,
     confusion_matrix,
@@ -41,6 +35,12 @@ from edgecv.runtimes.evaluation.metrics import (
     trim_other,
     worst_confusions,
 )
+from edgecv.postprocess import top_k as rank_top_k
+from edgecv.preprocess import load_image
+from edgecv.runtimes.classifier import Classifier, load
+from edgecv.runtimes.engines.base import EngineOptions
+from edgecv.runtimes.evaluation.compare import compare, recommend
+from edgecv.runtimes.evaluation.data import EvalData, load_data, match_classes, model_bytes
 from edgecv.runtimes.streaming.workers import Producer
 
 Progress = Callable[[str, int], Any]  # (description, total) -> an object with update(n) / close(), or None

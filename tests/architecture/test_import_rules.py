@@ -19,7 +19,7 @@ FOLDERS = {"edgecv.models": "models", "edgecv.exporters": "exporters", "edgecv.r
 
 CORE = {"edgecv._version", "edgecv.errors", "edgecv.io", "edgecv.table", "edgecv.contract", "edgecv.preprocess",
         "edgecv.postprocess", "edgecv.tokenizer", "edgecv.onnx_file", "edgecv.data", "edgecv.hardware",
-        "edgecv.parsing", "edgecv.plots"}
+        "edgecv.parsing", "edgecv.metrics", "edgecv.plots"}
 APPS = {"edgecv", "edgecv.__main__", "edgecv.cli"}
 APP_PACKAGES = ("edgecv.commands", "edgecv.demo")
 # layer -> the layers it may import (itself included)

@@ -22,7 +22,7 @@ WALK = textwrap.dedent(
     import edgecv.graph, edgecv.runtimes
     core = ["edgecv", "edgecv.errors", "edgecv.io", "edgecv.table", "edgecv.contract", "edgecv.preprocess",
             "edgecv.postprocess", "edgecv.tokenizer", "edgecv.onnx_file", "edgecv.data", "edgecv.hardware",
-            "edgecv.parsing", "edgecv.cli"]
+            "edgecv.parsing", "edgecv.metrics", "edgecv.cli"]
     names = list(core)
     for pkg in (edgecv.graph, edgecv.runtimes):
         names += [m.name for m in pkgutil.walk_packages(pkg.__path__, pkg.__name__ + ".")]

@@ -21,10 +21,10 @@ sys.path.insert(0, str(Path(__file__).parent))
 import _infer_fixtures as F  # noqa: E402
 
 from edgecv.errors import InputError, ModelError  # noqa: E402
+from edgecv.metrics import OTHER, confusion_matrix, macro_f1, per_class, worst_confusions  # noqa: E402
 from edgecv.runtimes.evaluation.compare import compare, describe_delta, recommend  # noqa: E402
 from edgecv.runtimes.evaluation.data import load_data, match_classes, model_bytes, normalise  # noqa: E402
 from edgecv.runtimes.evaluation.evaluate import EvalOptions, evaluate  # noqa: E402
-from edgecv.runtimes.evaluation.metrics import OTHER, confusion_matrix, macro_f1, per_class, worst_confusions  # noqa: E402
 from edgecv.runtimes.evaluation.report import format_csv, format_markdown, format_report, write_outputs  # noqa: E402
 from edgecv.runtimes.labels import imagenet_labels  # noqa: E402
 

@@ -18,8 +18,8 @@ import _infer_fixtures as F  # noqa: E402
 
 from edgecv.errors import ModelError  # noqa: E402
 from edgecv.runtimes import TopK, load  # noqa: E402
-from edgecv.runtimes.streaming import sources as S  # noqa: E402
 from edgecv.runtimes.inputs import check_output_shape  # noqa: E402
+from edgecv.runtimes.streaming import sources as S  # noqa: E402
 from edgecv.runtimes.streaming.outputs import VideoSink  # noqa: E402
 from edgecv.runtimes.streaming.stream import FrameResult, RingStats, StreamOptions, run_stream  # noqa: E402
 
