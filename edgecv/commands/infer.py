@@ -76,12 +76,17 @@ class InferOptions:
     backend: dict[str, Any] = field(default_factory=dict)  # BACKEND_KEYS: GPU / OpenVINO options
 
     def engine_options(self) -> Any:
-        """How to open the model's engine: provider, threads and the backend options."""
+        """How to open the model's engine: provider, threads and the backend options. The batch
+        sizes it will see (TensorRT builds its optimisation profile for them): --batch-size, and
+        with several streams one frame per stream per tick."""
         from edgecv.runtimes.engines.base import EngineOptions
+        from edgecv.runtimes.streaming.stream_list import stream_specs
 
+        specs = stream_specs(self.inputs, cameras=self.camera, streams_file=self.streams_file,
+                             mosaic=self.mosaic_path) if (self.inputs or self.camera or self.streams_file) else None
+        sizes = tuple(sorted({self.batch_size, len(specs) if specs else 1}))
         return EngineOptions(provider=self.provider, threads=self.threads, verbose=self.verbose,
-                             allow_fallback=self.allow_fallback, batch_sizes=(self.batch_size,),
-                             **engine_fields(self.backend))
+                             allow_fallback=self.allow_fallback, batch_sizes=sizes, **engine_fields(self.backend))
 
     def text_items(self) -> list[str]:
         """``--text`` values, then every non-empty line of ``--text-file``; an empty ``--text``

@@ -199,3 +199,14 @@ def test_sigint_flushes_every_save_file(files, tmp_path, camera):
     for sid, n in per_stream.items():
         assert frames_in(tmp_path / f"out_{sid}.mp4") == n, sid
     assert not list(tmp_path.glob(".*partial*"))
+
+
+def test_engine_options_cover_one_frame_per_stream() -> None:
+    """TensorRT builds its optimisation profile for the batch sizes the command will run: with
+    several streams a tick batches up to one frame per stream, beyond --batch-size."""
+    from edgecv.commands.infer import InferOptions
+
+    several = InferOptions(model=Path("m.onnx"), inputs=("rtsp://a/1", "http://b/x"), camera=(0,))
+    assert max(several.engine_options().batch_sizes) == 3
+    images = InferOptions(model=Path("m.onnx"), inputs=("img.png",), batch_size=8)
+    assert images.engine_options().batch_sizes == (1, 8)
