@@ -127,7 +127,7 @@ def _checked_usage(checkpoint: Path | None, *, weights: Path | None, random_init
 @click.option("--weights", type=click.Path(dir_okay=True, path_type=Path),
               help="Bare torchvision-format state dict (with --model).")
 @click.option("--num-classes", type=click.IntRange(1, None), help="Classes of a bare state dict's head.")
-@click.option("--image-size", type=click.IntRange(8, None),
+@click.option("--image-size", "--img-size", "image_size", type=click.IntRange(8, None),
               help="Input side in pixels for a bare state dict (default: the architecture's).")
 @click.option("--random-init", is_flag=True, help="Export untrained weights (with --model; for testing only).")
 @click.option("--exporter", type=click.Choice(["torchscript", "dynamo"]), default="torchscript",

@@ -77,6 +77,15 @@ def test_random_init_needs_the_flag_and_warns(tmp_path: Path) -> None:
     assert "RANDOMLY INITIALISED" in result.output
 
 
+def test_img_size_is_accepted_as_in_train(tmp_path: Path) -> None:
+    """`edgecv train --img-size` and `edgecv export --image-size` name one thing: both spellings work."""
+    out = tmp_path / "r.onnx"
+    result = CliRunner().invoke(cli, ["export", "--model", "simple_cnn", "--random-init", "--img-size", "32",
+                                      "-o", str(out), "--no-simplify"])
+    assert result.exit_code == 0, result.output
+    assert read_contract(out).preprocess.size == (32, 32)
+
+
 def _corrupt(tmp: Path) -> Path:
     p = tmp / "corrupt.pt"
     p.write_bytes(b"PK\x03\x04 this is not really a zip archive" * 3)
