@@ -80,7 +80,7 @@ def test_random_init_needs_the_flag_and_warns(tmp_path: Path) -> None:
 def test_img_size_is_accepted_as_in_train(tmp_path: Path) -> None:
     """`edgecv train --img-size` and `edgecv export --image-size` name one thing: both spellings work."""
     out = tmp_path / "r.onnx"
-    result = CliRunner().invoke(cli, ["export", "--model", "simple_cnn", "--random-init", "--img-size", "32",
+    result = CliRunner().invoke(cli, ["export", "--model", "squeezenet1_1", "--random-init", "--img-size", "32",
                                       "-o", str(out), "--no-simplify"])
     assert result.exit_code == 0, result.output
     assert read_contract(out).preprocess.size == (32, 32)
