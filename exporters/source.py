@@ -174,7 +174,7 @@ def _num_outputs(model: Any, *, task: str, spec: PreprocessSpec | None, source: 
         with torch.no_grad():
             out = model.eval()(x)
     except RuntimeError as exc:
-        what = f"the checkpoint's preprocessing gives input {tuple(x.shape)}" if spec is not None else "a sample input"
+        what = f"its preprocessing gives input {tuple(x.shape)}" if spec is not None else "a sample input"
         raise CheckpointError(f"{source}: {what}, which the network cannot run ({short_message(exc, limit=160)}); "
                               f"expected preprocessing that matches the model's input") from None
     return int(out.reshape(out.shape[0], -1).shape[1])
