@@ -123,6 +123,26 @@ def write_json_atomic(path: str | os.PathLike[str], obj: Any, *, indent: int = 2
     return write_text_atomic(path, json.dumps(obj, indent=indent, default=_json_default) + "\n")
 
 
+def read_text_lines(path: str | os.PathLike[str], *, option: str, expected: str) -> list[tuple[int, str]]:
+    """(line number, line) of a UTF-8 text file given to ``option`` (a leading BOM removed), for
+    the options that read one item per line. An unreadable file, or a line that is not UTF-8,
+    is one error naming the file, the line, the byte and ``expected``."""
+    p = Path(path)
+    try:
+        data = p.read_bytes()
+    except OSError as exc:
+        raise InputError(f"{option} {p}: cannot read ({exc.strerror or exc})") from None
+    lines: list[tuple[int, str]] = []
+    for number, raw in enumerate(data.splitlines(), start=1):
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise InputError(f"{option} {p}: line {number} is not UTF-8 (byte 0x{raw[exc.start]:02x} at "
+                             f"column {exc.start + 1}); expected {expected}") from None
+        lines.append((number, line.lstrip("\ufeff") if number == 1 else line))
+    return lines
+
+
 def _json_default(obj: Any) -> Any:
     """Make numpy scalars/arrays, paths and tuples JSON-serialisable."""
     if hasattr(obj, "tolist"):

@@ -5,6 +5,8 @@ exports to ONNX with dynamic batch (and sequence) axes.
 """
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 
 
@@ -90,3 +92,55 @@ def init_like_torchvision(module: torch.nn.Module) -> None:
         elif isinstance(m, torch.nn.Linear):
             torch.nn.init.normal_(m.weight, 0, 0.01)
             torch.nn.init.zeros_(m.bias)
+
+
+class MaskedRecurrentClassifier(torch.nn.Module):
+    """Embedding -> (bi)directional recurrent stack -> masked mean pooling -> linear, for any
+    single-layer, batch-first recurrent module ``make_layer(input_size, hidden_size)`` builds
+    (LSTM, GRU, tanh RNN): one implementation of the padding handling the text lessons share.
+
+    Each direction of each layer is its own module: the backward one runs on rows reversed within
+    their own lengths (``reverse_padded``), which a bidirectional ``nn.RNNBase`` cannot do without
+    packing (and ``pack_padded_sequence`` does not export faithfully). Token ids (B, T) -> logits
+    (B, num_classes), exactly invariant to the padding after the text.
+    """
+
+    head_name = "head"  # dotted name of the final layer (see edgecv.models.weights)
+
+    def __init__(self, make_layer: Callable[[int, int], torch.nn.Module], *, vocab_size: int,
+                 num_classes: int, embed_dim: int, hidden_size: int, num_layers: int, bidirectional: bool,
+                 dropout: float, pad_id: int, max_len: int) -> None:
+        super().__init__()
+        if vocab_size < 2 or num_classes < 1 or num_layers < 1:
+            raise ValueError(f"need vocab_size >= 2, num_classes >= 1, num_layers >= 1; got "
+                             f"{vocab_size}, {num_classes}, {num_layers}")
+        self.pad_id = pad_id
+        self.max_len = max_len  # longest sequence the model is meant for (export/contract hint)
+        self.bidirectional = bidirectional
+        self.embedding = torch.nn.Embedding(vocab_size, embed_dim, padding_idx=pad_id)
+        self.forward_layers = torch.nn.ModuleList()
+        self.backward_layers = torch.nn.ModuleList()
+        width = embed_dim
+        for _ in range(num_layers):
+            self.forward_layers.append(make_layer(width, hidden_size))
+            if bidirectional:
+                self.backward_layers.append(make_layer(width, hidden_size))
+            width = hidden_size * (2 if bidirectional else 1)
+        self.dropout = torch.nn.Dropout(dropout)
+        self.head = torch.nn.Linear(width, num_classes)
+
+    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
+        mask = padding_mask(input_ids, self.pad_id)  # (B, T) bool
+        lengths = mask.long().sum(dim=1)  # (B,)
+        x = self.embedding(input_ids)  # (B, T, E)
+        for index, forward_layer in enumerate(self.forward_layers):
+            if index:
+                x = self.dropout(x)  # between stacked layers, as nn.LSTM(dropout=...) does
+            out, _ = forward_layer(x)  # (B, T, H)
+            if self.bidirectional:
+                back, _ = self.backward_layers[index](reverse_padded(x, lengths))  # (B, T, H)
+                out = torch.cat([out, reverse_padded(back, lengths)], dim=-1)  # (B, T, 2H)
+            x = out
+        pooled = masked_mean(x, mask)  # (B, H or 2H); zeros for an all-padding row
+        return self.head(self.dropout(pooled))  # (B, num_classes)
+

@@ -20,54 +20,25 @@ at two batch sizes and two sequence lengths to prove it does not apply.
 """
 from __future__ import annotations
 
-import torch
 from torch import nn
 
-from edgecv.models.common import masked_mean, padding_mask, reverse_padded
+from edgecv.models.common import MaskedRecurrentClassifier
 from edgecv.models.registry import register_model
 
 
-class LSTMClassifier(nn.Module):
-    """Sequence classifier over token ids (B, T) -> logits (B, num_classes)."""
-
-    head_name = "head"  # dotted name of the final layer (see edgecv.models.weights)
+class LSTMClassifier(MaskedRecurrentClassifier):
+    """Sequence classifier over token ids (B, T) -> logits (B, num_classes), LSTM layers."""
 
     def __init__(self, *, vocab_size: int, num_classes: int, embed_dim: int = 128,
                  hidden_size: int = 128, num_layers: int = 1, bidirectional: bool = True,
                  dropout: float = 0.1, pad_id: int = 0, max_len: int = 512) -> None:
-        super().__init__()
-        if vocab_size < 2 or num_classes < 1 or num_layers < 1:
-            raise ValueError(f"need vocab_size >= 2, num_classes >= 1, num_layers >= 1; got "
-                             f"{vocab_size}, {num_classes}, {num_layers}")
-        self.pad_id = pad_id
-        self.max_len = max_len  # longest sequence the model is meant for (export/contract hint)
-        self.bidirectional = bidirectional
-        self.embedding = nn.Embedding(vocab_size, embed_dim, padding_idx=pad_id)
-        self.forward_layers = nn.ModuleList()
-        self.backward_layers = nn.ModuleList()
-        width = embed_dim
-        for _ in range(num_layers):
-            self.forward_layers.append(nn.LSTM(width, hidden_size, batch_first=True))
-            if bidirectional:
-                self.backward_layers.append(nn.LSTM(width, hidden_size, batch_first=True))
-            width = hidden_size * (2 if bidirectional else 1)
-        self.dropout = nn.Dropout(dropout)
-        self.head = nn.Linear(width, num_classes)
+        super().__init__(_lstm_layer, vocab_size=vocab_size, num_classes=num_classes, embed_dim=embed_dim,
+                         hidden_size=hidden_size, num_layers=num_layers, bidirectional=bidirectional,
+                         dropout=dropout, pad_id=pad_id, max_len=max_len)
 
-    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
-        mask = padding_mask(input_ids, self.pad_id)  # (B, T) bool
-        lengths = mask.long().sum(dim=1)  # (B,)
-        x = self.embedding(input_ids)  # (B, T, E)
-        for index, forward_lstm in enumerate(self.forward_layers):
-            if index:
-                x = self.dropout(x)  # between stacked layers, as nn.LSTM(dropout=...) does
-            out, _ = forward_lstm(x)  # (B, T, H)
-            if self.bidirectional:
-                back, _ = self.backward_layers[index](reverse_padded(x, lengths))
-                out = torch.cat([out, reverse_padded(back, lengths)], dim=-1)  # (B, T, 2H)
-            x = out
-        pooled = masked_mean(x, mask)  # (B, H or 2H); zeros for an all-padding row
-        return self.head(self.dropout(pooled))  # (B, num_classes)
+
+def _lstm_layer(input_size: int, hidden_size: int) -> nn.LSTM:
+    return nn.LSTM(input_size, hidden_size, batch_first=True)
 
 
 @register_model(task="text", input_size=(64,), description="Bidirectional LSTM text classifier")

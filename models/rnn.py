@@ -23,10 +23,11 @@ default exporter; the two-length parity check of ``edgecv export`` rejects the u
 """
 from __future__ import annotations
 
-import torch
+import functools
+
 from torch import nn
 
-from edgecv.models.common import masked_mean, padding_mask, reverse_padded
+from edgecv.models.common import MaskedRecurrentClassifier
 from edgecv.models.registry import register_model
 
 CELLS = ("rnn", "gru")
@@ -39,54 +40,21 @@ def _recurrent_layer(cell: str, input_size: int, hidden_size: int) -> nn.RNNBase
     return nn.RNN(input_size, hidden_size, nonlinearity="tanh", batch_first=True)
 
 
-class RNNClassifier(nn.Module):
-    """Sequence classifier over token ids (B, T) -> logits (B, num_classes)."""
-
-    head_name = "head"  # dotted name of the final layer (see edgecv.models.weights)
+class RNNClassifier(MaskedRecurrentClassifier):
+    """Sequence classifier over token ids (B, T) -> logits (B, num_classes), tanh-RNN or GRU layers."""
 
     def __init__(self, *, vocab_size: int, num_classes: int, cell: str = "rnn",
                  embed_dim: int = 128, hidden_size: int = 128, num_layers: int = 1,
                  bidirectional: bool = True, dropout: float = 0.1, pad_id: int = 0,
                  max_len: int = 512) -> None:
-        super().__init__()
         if cell not in CELLS:
             raise ValueError(f"cell must be one of {', '.join(CELLS)}; got {cell!r} "
                              f"(use lstm_classifier for an LSTM)")
-        if vocab_size < 2 or num_classes < 1 or num_layers < 1:
-            raise ValueError(f"need vocab_size >= 2, num_classes >= 1, num_layers >= 1; got "
-                             f"{vocab_size}, {num_classes}, {num_layers}")
+        super().__init__(functools.partial(_recurrent_layer, cell), vocab_size=vocab_size,
+                         num_classes=num_classes, embed_dim=embed_dim, hidden_size=hidden_size,
+                         num_layers=num_layers, bidirectional=bidirectional, dropout=dropout,
+                         pad_id=pad_id, max_len=max_len)
         self.cell = cell
-        self.pad_id = pad_id
-        self.max_len = max_len  # longest sequence the model is meant for (export/contract hint)
-        self.bidirectional = bidirectional
-        self.embedding = nn.Embedding(vocab_size, embed_dim, padding_idx=pad_id)
-        # Each direction of each layer is its own module: the backward one runs on rows reversed
-        # within their lengths, which a bidirectional nn.RNN cannot do without packing.
-        self.forward_layers = nn.ModuleList()
-        self.backward_layers = nn.ModuleList()
-        width = embed_dim
-        for _ in range(num_layers):
-            self.forward_layers.append(_recurrent_layer(cell, width, hidden_size))
-            if bidirectional:
-                self.backward_layers.append(_recurrent_layer(cell, width, hidden_size))
-            width = hidden_size * (2 if bidirectional else 1)
-        self.dropout = nn.Dropout(dropout)
-        self.head = nn.Linear(width, num_classes)
-
-    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
-        mask = padding_mask(input_ids, self.pad_id)  # (B, T) bool
-        lengths = mask.long().sum(dim=1)  # (B,)
-        x = self.embedding(input_ids)  # (B, T, E)
-        for index, forward_rnn in enumerate(self.forward_layers):
-            if index:
-                x = self.dropout(x)  # between stacked layers, as nn.RNN(dropout=...) does
-            out, _ = forward_rnn(x)  # (B, T, H)
-            if self.bidirectional:
-                back, _ = self.backward_layers[index](reverse_padded(x, lengths))  # (B, T, H)
-                out = torch.cat([out, reverse_padded(back, lengths)], dim=-1)  # (B, T, 2H)
-            x = out
-        pooled = masked_mean(x, mask)  # (B, H or 2H); zeros for an all-padding row
-        return self.head(self.dropout(pooled))  # (B, num_classes)
 
 
 @register_model(task="text", input_size=(64,),

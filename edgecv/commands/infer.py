@@ -123,21 +123,10 @@ def read_text_lines(path: Path) -> list[str]:
     """The non-empty lines of a ``--text-file``; a file that is not UTF-8 is named with its first
     bad line, an empty or blank one is refused (it would silently classify nothing)."""
     from edgecv.errors import InputError
+    from edgecv.io import read_text_lines as numbered_lines
 
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise InputError(f"--text-file {path}: cannot read ({exc.strerror or exc})") from None
-    lines: list[str] = []
-    for number, raw in enumerate(data.splitlines(), start=1):
-        try:
-            line = raw.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise InputError(f"--text-file {path}: line {number} is not UTF-8 (byte 0x{raw[exc.start]:02x} at "
-                             f"column {exc.start + 1}); expected a UTF-8 text file, one text per line") from None
-        line = line.lstrip("\ufeff").strip() if number == 1 else line.strip()  # a BOM is not text
-        if line:
-            lines.append(line)
+    numbered = numbered_lines(path, option="--text-file", expected="a UTF-8 text file, one text per line")
+    lines = [line.strip() for _, line in numbered if line.strip()]
     if not lines:
         raise InputError(f"--text-file {path}: has no text (empty or blank lines only); expected one text per line")
     return lines

@@ -59,10 +59,7 @@ def tensorrt_version() -> str | None:
     if lib is None or not hasattr(lib, "getInferLibVersion"):
         return None
     lib.getInferLibVersion.restype = ctypes.c_int32
-    value = int(lib.getInferLibVersion())
-    if value >= 10000:  # TensorRT 10+: major * 10000 + minor * 100 + patch
-        return f"{value // 10000}.{value // 100 % 100}.{value % 100}"
-    return f"{value // 1000}.{value // 100 % 10}.{value % 100}"  # TensorRT 8: major * 1000 + minor * 100 + patch
+    return _decode_version(int(lib.getInferLibVersion()))
 
 
 @functools.lru_cache(maxsize=None)
@@ -75,9 +72,15 @@ def cudnn_version() -> str | None:
     if lib is None or not hasattr(lib, "cudnnGetVersion"):
         return None
     lib.cudnnGetVersion.restype = ctypes.c_size_t
-    value = int(lib.cudnnGetVersion())  # cuDNN 9: major * 10000 + minor * 100 + patch
-    return f"{value // 10000}.{value // 100 % 100}.{value % 100}" if value >= 10000 else \
-        f"{value // 1000}.{value // 100 % 10}.{value % 100}"
+    return _decode_version(int(lib.cudnnGetVersion()))
+
+
+def _decode_version(value: int) -> str:
+    """NVIDIA's packed version numbers: major * 10000 + minor * 100 + patch from TensorRT 10 and
+    cuDNN 9 on, major * 1000 + minor * 100 + patch before."""
+    if value >= 10000:
+        return f"{value // 10000}.{value // 100 % 100}.{value % 100}"
+    return f"{value // 1000}.{value // 100 % 10}.{value % 100}"
 
 
 def _libcuda() -> Any:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from edgecv.errors import InputError
+from edgecv.io import read_text_lines
 from edgecv.preprocess import IMAGE_EXTENSIONS
 from edgecv.runtimes.streaming.live import is_url
 from edgecv.runtimes.streaming.sources import VIDEO_EXTENSIONS, is_video
@@ -26,17 +27,8 @@ def read_stream_list(path: str | os.PathLike[str]) -> list[str]:
     """``--streams FILE``: one source per line; ``#`` starts a comment (a whole line, or after
     whitespace: ``rtsp://cam/1  # door``); blank lines are ignored."""
     p = Path(path)
-    try:
-        data = p.read_bytes()
-    except OSError as exc:
-        raise InputError(f"--streams {p}: cannot read ({exc.strerror or exc})") from None
     specs: list[str] = []
-    for number, raw in enumerate(data.splitlines(), start=1):
-        try:
-            line = raw.decode("utf-8").lstrip("\ufeff")
-        except UnicodeDecodeError:
-            raise InputError(f"--streams {p}: line {number} is not UTF-8; expected one source per line "
-                             f"({EXPECTED})") from None
+    for number, line in read_text_lines(p, option="--streams", expected=f"one source per line ({EXPECTED})"):
         line = re.split(r"(?:^|\s)#", line, maxsplit=1)[0].strip()
         if not line:
             continue
