@@ -36,6 +36,7 @@ from edgecv.runtimes.streaming.stream_common import (
     FrameResult,
     RingStats,
     close_all,
+    opencv_single_threaded,
     stop_on_signals,
 )
 from edgecv.runtimes.streaming.workers import Producer
@@ -142,7 +143,7 @@ def run_stream(
     stop = stop or threading.Event()
     loop = _Loop(classifier, opts, sinks=sinks, on_result=on_result, stop=stop)
     try:
-        with stop_on_signals(stop) if opts.handle_signals else contextlib.nullcontext():
+        with stop_on_signals(stop) if opts.handle_signals else contextlib.nullcontext(), opencv_single_threaded():
             _drive(loop, source)
     finally:
         stop.set()

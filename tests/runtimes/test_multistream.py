@@ -21,7 +21,13 @@ import _infer_fixtures as F  # noqa: E402
 from edgecv.runtimes import load  # noqa: E402
 from edgecv.runtimes.streaming import sources as S  # noqa: E402
 from edgecv.runtimes.streaming.mosaic import MosaicSink  # noqa: E402
-from edgecv.runtimes.streaming.multistream import MultiStreamOptions, format_multi_summary, run_multistream  # noqa: E402
+from edgecv.runtimes.streaming.multistream import (  # noqa: E402
+    MultiStream,
+    MultiStreamOptions,
+    format_multi_summary,
+    preprocess_parallel,
+    run_multistream,
+)
 from edgecv.runtimes.streaming.outputs import JsonlSink, VideoSink  # noqa: E402
 from edgecv.runtimes.streaming.stream import StreamOptions, run_stream  # noqa: E402
 from edgecv.runtimes.streaming.stream_list import per_stream_path, stream_ids  # noqa: E402
@@ -286,6 +292,47 @@ def test_classifier_stream_generator_closes_captures(clf, tmp_path):
     gen.close()
     assert not any(c._thread.is_alive() for c in cams)
     assert [r.top_k[0].label for r in seen if r.stream == "fake_red"][:1] == ["red"]
+
+
+def test_batch_preprocessed_side_by_side_with_identical_pixels(clf, monkeypatch):
+    """The frames of a tick are preprocessed one per pool thread: the batch is exactly what
+    ``Classifier.preprocess`` makes of them, row for row, and the pool really shares the work."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    rng = np.random.default_rng(1)
+    frames = [rng.integers(0, 256, (48 + 8 * i, 64, 3), dtype=np.uint8) for i in range(5)]
+    workers: set[str] = set()
+    one_image = clf.preprocess
+
+    def tracked(images):
+        workers.add(threading.current_thread().name)
+        return one_image(images)
+
+    monkeypatch.setattr(clf, "preprocess", tracked)
+    with ThreadPoolExecutor(2, thread_name_prefix="edgecv-preprocess") as pool:
+        batch = preprocess_parallel(clf, frames, pool)
+    assert batch.dtype == np.float32 and batch.shape == (5, *clf.spec.input_shape(1)[1:])
+    np.testing.assert_array_equal(batch, one_image(frames))
+    assert len(workers) == 2 and all(w.startswith("edgecv-preprocess") for w in workers)
+    monkeypatch.setattr(clf, "preprocess", one_image)
+    assert preprocess_parallel(clf, frames[:1], None).shape[0] == 1
+
+
+@pytest.mark.parametrize("threads, cores, overlap, workers", [(1, 2, True, 1), (2, 2, False, 2), (2, 8, True, 6),
+                                                              (4, 4, False, 4)])
+def test_preprocessing_uses_the_cores_inference_leaves(monkeypatch, threads, cores, overlap, workers):
+    """Overlapped with inference, preprocessing gets the cores its threads leave; otherwise all."""
+    from edgecv.runtimes.streaming import multistream as M
+
+    monkeypatch.setattr(M, "usable_cores", lambda: cores)
+    fake_clf = type("C", (), {"threads": threads})()
+    cams = [fake("red"), fake("blue")]
+    try:
+        engine = MultiStream(fake_clf, cams, MultiStreamOptions(), stop=threading.Event())
+        assert (engine.overlap, engine.pre_workers) == (overlap, workers)
+    finally:
+        for cam in cams:
+            cam.close()
 
 
 def test_waiting_for_cameras_does_not_spin(clf):
