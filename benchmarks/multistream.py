@@ -160,7 +160,8 @@ def bench_engine(clf, *, batch: int = 4, rounds: int = 7) -> dict:
     # what (b) can reach at best when nothing overlaps: per frame, preprocessing + inference
     return {"batch": batch, "rounds": rounds, "runs": [len(t) for t in times.values()], "batch1_ms": one_ms,
             "batched_ms_per_frame": many_ms, "ratio": one_ms / many_ms, "preprocess_ms": pre_ms,
-            "preprocess_pool_ms": pool_ms, "pool_workers": usable_cores(), "ceiling_with_preprocess": (one_ms + pre_ms) / (many_ms + pool_ms)}
+            "preprocess_pool_ms": pool_ms, "pool_workers": usable_cores(),
+            "ceiling_with_preprocess": (one_ms + pre_ms) / (many_ms + pool_ms)}
 
 
 def to_markdown(res: dict) -> str:
@@ -184,8 +185,8 @@ def to_markdown(res: dict) -> str:
         f"{b['batched_fps']:.0f} vs {b['single_fps']:.0f} = **{b['ratio']:.2f}x** (rounds {b['round_ratios']}) "
         f"| >= 1.3x |",
         f"| (b) its parts, timed alone (medians of {e['rounds']} interleaved blocks of 0.2 s, per frame): "
-        f"engine.run batch 1 vs batch {e['batch']}; preprocessing one frame at a time vs {e['batch']} frames on {e['pool_workers']} "
-        f"threads | {e['batch1_ms']:.2f} vs {e['batched_ms_per_frame']:.2f} ms = {e['ratio']:.2f}x; "
+        f"engine.run batch 1 vs batch {e['batch']}; preprocessing one frame at a time vs {e['batch']} frames on "
+        f"{e['pool_workers']} threads | {e['batch1_ms']:.2f} vs {e['batched_ms_per_frame']:.2f} ms = {e['ratio']:.2f}x; "
         f"{e['preprocess_ms']:.2f} vs {e['preprocess_pool_ms']:.2f} ms; together, nothing overlapped: "
         f"({e['batch1_ms']:.2f} + {e['preprocess_ms']:.2f}) / ({e['batched_ms_per_frame']:.2f} + "
         f"{e['preprocess_pool_ms']:.2f}) = **{e['ceiling_with_preprocess']:.2f}x** | - |",
