@@ -186,7 +186,8 @@ def to_markdown(res: dict) -> str:
         f"| >= 1.3x |",
         f"| (b) its parts, timed alone (medians of {e['rounds']} interleaved blocks of 0.2 s, per frame): "
         f"engine.run batch 1 vs batch {e['batch']}; preprocessing one frame at a time vs {e['batch']} frames on "
-        f"{e['pool_workers']} threads | {e['batch1_ms']:.2f} vs {e['batched_ms_per_frame']:.2f} ms = {e['ratio']:.2f}x; "
+        f"{e['pool_workers']} threads | {e['batch1_ms']:.2f} vs {e['batched_ms_per_frame']:.2f} ms = "
+        f"{e['ratio']:.2f}x; "
         f"{e['preprocess_ms']:.2f} vs {e['preprocess_pool_ms']:.2f} ms; together, nothing overlapped: "
         f"({e['batch1_ms']:.2f} + {e['preprocess_ms']:.2f}) / ({e['batched_ms_per_frame']:.2f} + "
         f"{e['preprocess_pool_ms']:.2f}) = **{e['ceiling_with_preprocess']:.2f}x** | - |",
