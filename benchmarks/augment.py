@@ -63,9 +63,11 @@ def _photo(name: str) -> np.ndarray:
     return np.ascontiguousarray(rgb[:, :, :3][:, :, ::-1])
 
 
-def make_photo_patches(root: Path, *, train_per_class: int = 120, val_per_class: int = 40, seed: int = 0) -> Path:
+def make_photo_patches(root: Path, *, train_per_class: int = 120, val_per_class: int = 40, seed: int = 0,
+                       patch_side: int | None = PATCH_SIDE) -> Path:
     """Patches of each bundled photo in ``root/train/<photo>`` and ``root/val/<photo>``, from
-    disjoint cells of a 4x4 grid (see the module docstring)."""
+    disjoint cells of a 4x4 grid (see the module docstring), saved at ``patch_side`` pixels
+    (None: at their own size)."""
     import cv2
 
     rng = np.random.default_rng(seed)
@@ -82,8 +84,9 @@ def make_photo_patches(root: Path, *, train_per_class: int = 120, val_per_class:
                 side = int(rng.integers(min(cell_h, cell_w) // 2, min(cell_h, cell_w) + 1))
                 top = r * cell_h + int(rng.integers(0, cell_h - side + 1))
                 left = c * cell_w + int(rng.integers(0, cell_w - side + 1))
-                patch = cv2.resize(image[top : top + side, left : left + side], (PATCH_SIDE, PATCH_SIDE),
-                                   interpolation=cv2.INTER_AREA)
+                patch = image[top : top + side, left : left + side]
+                if patch_side is not None:
+                    patch = cv2.resize(patch, (patch_side, patch_side), interpolation=cv2.INTER_AREA)
                 cv2.imwrite(str(folder / f"{i:04d}.png"), patch)
     return root
 

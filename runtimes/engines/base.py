@@ -19,6 +19,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from edgecv.errors import InputError
+from edgecv.hardware import usable_cores
 from edgecv.runtimes.inputs import InputInfo
 
 # provider family -> "module:function" that opens an engine for it (imported only when used, so
@@ -100,6 +101,15 @@ class Engine(ABC):
         threads = self.threads if self.threads is not None else "default"
         return (f"{self.backend} {', '.join(self.providers)}; precision {self.precision}; "
                 f"threads {threads}")
+
+    @property
+    def host_cores(self) -> int:
+        """CPU cores busy while the engine runs: its threads on a CPU device (all usable cores
+        when the backend picks), one on an accelerator (the thread waiting for it). The stream
+        loops plan their decoding and preprocessing threads around it."""
+        if self.device == "cpu" or str(self.device).upper().endswith(":CPU"):
+            return self.threads or usable_cores()
+        return 1
 
     def report(self) -> dict[str, Any]:
         """What really ran, for JSON reports."""

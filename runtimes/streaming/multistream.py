@@ -50,6 +50,7 @@ from edgecv.runtimes.streaming.stream_common import (
     RingStats,
     close_all,
     opencv_single_threaded,
+    spare_cores,
     stop_on_signals,
 )
 from edgecv.runtimes.streaming.stream_list import stream_ids
@@ -115,11 +116,11 @@ class MultiStream:
         self._pre_ms_per_frame = 0.0
         self._last_batch = 1
         self._rr = 0  # round-robin start when max_batch leaves some streams out
-        cores = usable_cores()
-        self.overlap = opts.overlap if opts.overlap is not None else cores > (classifier.threads or cores)
+        spare = spare_cores(classifier)
+        self.overlap = opts.overlap if opts.overlap is not None else spare > 0
         # Cores free while a batch is preprocessed: all of them when inference waits for it,
         # those its threads leave over when the two overlap.
-        self.pre_workers = max(1, cores - (classifier.threads or cores)) if self.overlap else cores
+        self.pre_workers = max(1, spare) if self.overlap else usable_cores()
         self._pool: ThreadPoolExecutor | None = None
 
     # ------------------------------------------------------------------ gatherer thread

@@ -108,6 +108,16 @@ def stop_on_signals(stop: threading.Event) -> Iterator[None]:
             signal.signal(s, h)
 
 
+def spare_cores(classifier: Any) -> int:
+    """Usable cores that inference leaves to decoding and preprocessing (0 when its threads
+    take them all)."""
+    from edgecv.hardware import usable_cores
+
+    engine = getattr(classifier, "engine", None)
+    busy = engine.host_cores if engine is not None else (getattr(classifier, "threads", None) or usable_cores())
+    return max(0, usable_cores() - busy)
+
+
 @contextlib.contextmanager
 def opencv_single_threaded() -> Iterator[None]:
     """OpenCV's own worker threads off for the length of a stream run, then as they were.

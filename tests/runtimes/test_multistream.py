@@ -324,7 +324,10 @@ def test_preprocessing_uses_the_cores_inference_leaves(monkeypatch, threads, cor
     """Overlapped with inference, preprocessing gets the cores its threads leave; otherwise all."""
     from edgecv.runtimes.streaming import multistream as M
 
+    import edgecv.hardware
+
     monkeypatch.setattr(M, "usable_cores", lambda: cores)
+    monkeypatch.setattr(edgecv.hardware, "usable_cores", lambda: cores)
     fake_clf = type("C", (), {"threads": threads})()
     cams = [fake("red"), fake("blue")]
     try:
@@ -333,6 +336,21 @@ def test_preprocessing_uses_the_cores_inference_leaves(monkeypatch, threads, cor
     finally:
         for cam in cams:
             cam.close()
+
+
+def test_inference_on_an_accelerator_leaves_the_cpu_cores_to_preprocessing(clf, monkeypatch):
+    """An engine on the CPU holds its threads' cores; on a GPU only the thread waiting for it."""
+    from edgecv.hardware import usable_cores
+    from edgecv.runtimes.streaming.stream_common import spare_cores
+
+    assert clf.engine.host_cores == clf.threads == 1
+    assert spare_cores(clf) == usable_cores() - 1
+    monkeypatch.setattr(clf.engine, "threads", None)
+    assert clf.engine.host_cores == usable_cores() and spare_cores(clf) == 0
+    monkeypatch.setattr(clf.engine, "device", "cuda")
+    assert clf.engine.host_cores == 1
+    monkeypatch.setattr(clf.engine, "device", "openvino:CPU")
+    assert clf.engine.host_cores == usable_cores()
 
 
 def test_waiting_for_cameras_does_not_spin(clf):
