@@ -116,8 +116,8 @@ def markdown(rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
              "max abs diff (probabilities) | fp32 top-1 margin p50 / p5 |",
              "|---|---|---|---:|---:|---:|---:|---:|"]
     for r in rows:
-        lines.append(f"| {r['model']} | {r['runtime']} | {r['precision']} | {r['images']} | {100 * r['top1_acc']:.1f} % "
-                     f"| **{100 * r['top1_agreement']:.1f} %** | {r['max_abs_diff']:.2e} | "
+        lines.append(f"| {r['model']} | {r['runtime']} | {r['precision']} | {r['images']} | "
+                     f"{100 * r['top1_acc']:.1f} % | **{100 * r['top1_agreement']:.1f} %** | {r['max_abs_diff']:.2e} | "
                      f"{r['margin_p50']:.3f} / {r['margin_p5']:.3f} |")
     return "\n".join(lines) + "\n"
 
