@@ -49,7 +49,6 @@ from edgecv.runtimes.streaming.stream_common import (
     FrameResult,
     RingStats,
     close_all,
-    opencv_single_threaded,
     spare_cores,
     stop_on_signals,
 )
@@ -323,7 +322,7 @@ def run_multistream(classifier: Any, sources: Sequence[Source], options: MultiSt
         opts.check()
         engine = MultiStream(classifier, sources, opts, stop=stop, on_event=on_event)
         ticks = engine.ticks()
-        with stop_on_signals(stop) if opts.handle_signals else contextlib.nullcontext(), opencv_single_threaded():
+        with stop_on_signals(stop) if opts.handle_signals else contextlib.nullcontext():
             try:
                 _feed(ticks, sinks, routes, on_result)
             except KeyboardInterrupt:

@@ -36,7 +36,6 @@ from edgecv.runtimes.streaming.stream_common import (
     FrameResult,
     RingStats,
     close_all,
-    opencv_single_threaded,
     stop_on_signals,
 )
 from edgecv.runtimes.streaming.workers import Producer
@@ -143,7 +142,7 @@ def run_stream(
     stop = stop or threading.Event()
     loop = _Loop(classifier, opts, sinks=sinks, on_result=on_result, stop=stop)
     try:
-        with stop_on_signals(stop) if opts.handle_signals else contextlib.nullcontext(), opencv_single_threaded():
+        with stop_on_signals(stop) if opts.handle_signals else contextlib.nullcontext():
             _drive(loop, source)
     finally:
         stop.set()

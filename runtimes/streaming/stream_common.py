@@ -118,25 +118,6 @@ def spare_cores(classifier: Any) -> int:
     return max(0, usable_cores() - busy)
 
 
-@contextlib.contextmanager
-def opencv_single_threaded() -> Iterator[None]:
-    """OpenCV's own worker threads off for the length of a stream run, then as they were.
-
-    The loop already spreads its work over threads of its own (decoding, preprocessing, one
-    preprocessing thread per free core for several streams); OpenCV's pool splitting each resize
-    on top of that only lands work on the core inference runs on (it does not speed up the
-    INTER_AREA resize of a 640x480 frame here), costing the loop about 3 % of its frames per
-    second on OpenVINO at 1 thread."""
-    import cv2
-
-    before = cv2.getNumThreads()
-    cv2.setNumThreads(1)
-    try:
-        yield
-    finally:
-        cv2.setNumThreads(before)
-
-
 def close_all(sources: Sequence[Any], sinks: Sequence[Any]) -> list[Exception]:
     """Stop every source (all asked first, then each joined: their close timeouts do not add up),
     then close every sink (each flushes/finalises its file); failures are collected so one broken
