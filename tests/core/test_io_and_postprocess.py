@@ -38,6 +38,21 @@ def test_top_k_order() -> None:
     assert top_k(np.array([[0.3, 0.7]]), 5)[0].shape == (1, 2)
 
 
+@pytest.mark.parametrize("classes", [3, 1000, 5000])
+def test_top_k_both_paths_rank_like_a_stable_sort(classes: int) -> None:
+    """Small and large class counts (one sort vs argpartition) give the same ranking as a full
+    stable sort: value descending, ties to the lower class index, top-1 == argmax."""
+    rng = np.random.default_rng(classes)
+    probs = rng.integers(0, 7, (6, classes)).astype(np.float32)  # many ties, also at the k-th place
+    probs /= probs.sum(axis=1, keepdims=True)
+    for k in (1, 2, 5, classes):
+        idx, val = top_k(probs, k)
+        want = np.argsort(-probs, axis=1, kind="stable")[:, :k]
+        assert idx.tolist() == want.tolist()
+        np.testing.assert_array_equal(val, np.take_along_axis(probs, want, axis=1))
+        assert (idx[:, 0] == probs.argmax(axis=1)).all()
+
+
 def test_format_table_aligns_numbers() -> None:
     text = format_table([{"name": "a", "params": 1234}, {"name": "bb", "params": 5}],
                         [("name", "Name"), ("params", "Params")])
