@@ -24,7 +24,7 @@ samples are compared by their medians.
 
 Stream loop: ``edgecv.load(..., provider="openvino", threads=1)`` on mobilenet_v2 runs the real
 stream loop over a generated 640x480 video; FPS is compared with 1000 / inference p50 measured on
-the same classifier right before (median of three rounds).
+the same classifier right before (median of five rounds over a 20 s, 600-frame video; 200 timed runs before each).
 
     python benchmarks/openvino.py                     # writes benchmarks/results/openvino.{json,md}
     python benchmarks/openvino.py --runs 30 --rounds 4 --out /tmp/ov
@@ -172,7 +172,7 @@ def prepared_images(folder: Path, fp32: Path, limit: int) -> np.ndarray:
     return np.stack([preprocess_image(load_image(p), spec) for p in collect_images([folder])[:limit]])
 
 
-def bench_stream(model: Path, video: Path, *, rounds: int = 3, runs: int = 60) -> dict[str, Any]:
+def bench_stream(model: Path, video: Path, *, rounds: int = 5, runs: int = 200) -> dict[str, Any]:
     """The stream loop on OpenVINO at 1 thread: FPS vs 1000 / inference p50 (median of rounds)."""
     import cv2
 
@@ -244,7 +244,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=6)
     parser.add_argument("--warmup", type=int, default=10)
     parser.add_argument("--images", type=int, default=100, help="images for top-1 agreement")
-    parser.add_argument("--video-seconds", type=float, default=6.0)
+    parser.add_argument("--video-seconds", type=float, default=20.0, help="stream part: 30 fps 640x480 video")
     parser.add_argument("--out", default=str(RESULTS))
     args = parser.parse_args(argv)
     args.batches = [int(b) for b in args.batches.split(",")]
