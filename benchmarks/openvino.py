@@ -320,7 +320,8 @@ def verdicts(rows: list[dict[str, Any]], meta: dict[str, Any]) -> list[str]:
                f"1000/{s['inference_p50_ms']:.2f} ms = {1000 / s['inference_p50_ms']:.1f} -> {s['ratio']:.2f} "
                f"(target >= {TARGET_STREAM}: {'met' if s['ratio'] >= TARGET_STREAM else 'NOT met'}; rounds "
                f"{[round(r['ratio'], 2) for r in s['rounds']]}; in-loop inference p50 "
-               f"{s['in_loop_inference_p50_ms']:.2f} ms, preprocess {s['preprocess_p50_ms']:.2f} ms, decode {s['decode_p50_ms']:.2f} ms per frame)")
+               f"{s['in_loop_inference_p50_ms']:.2f} ms, preprocess {s['preprocess_p50_ms']:.2f} ms, "
+               f"decode {s['decode_p50_ms']:.2f} ms per frame)")
     return out
 
 
