@@ -11,6 +11,7 @@ Pipeline for one BGR uint8 frame (OpenCV's native order):
 """
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -124,7 +125,13 @@ def load_image(path: str | os.PathLike[str]) -> np.ndarray:
 
 
 def resize_and_crop(image: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
-    """Geometric part of the pipeline: (H, W, C) uint8 -> (size_h, size_w, C) uint8."""
+    """Geometric part of the pipeline: (H, W, C) uint8 -> (size_h, size_w, C) uint8.
+
+    "short_side" resizes the whole frame and keeps the centre crop. When it shrinks (the usual
+    camera case), only the band of rows the crop needs is resized: the same pixels, bit for bit,
+    for less work (to 224 px: 640x480 0.98 -> 0.85 ms, 1280x720 1.20 -> 1.05 ms), see
+    :func:`_aligned_span`. (Cutting columns the same way measured slower: OpenCV resizes a
+    narrower region of a wider frame more slowly than the whole frame.)"""
     out_h, out_w = spec.size
     h, w = image.shape[:2]
     if spec.resize == "stretch":
@@ -132,17 +139,40 @@ def resize_and_crop(image: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
     short = spec.short_side
     ratio = short / min(h, w)
     new_w, new_h = max(out_w, round(w * ratio)), max(out_h, round(h * ratio))
-    resized = _resize(image, new_w, new_h)
     top, left = (new_h - out_h) // 2, (new_w - out_w) // 2
+    if _shrinking(image, new_w, new_h):
+        r0, r1, y0, y1 = _aligned_span(top, out_h, new_h, h)
+        band = _resize(image[y0:y1], new_w, r1 - r0)
+        return band[top - r0 : top - r0 + out_h, left : left + out_w]
+    resized = _resize(image, new_w, new_h)
     return resized[top : top + out_h, left : left + out_w]
+
+
+def _aligned_span(start: int, length: int, dst: int, src: int) -> tuple[int, int, int, int]:
+    """The smallest output span [d0, d1) covering [start, start + length) whose ends fall on
+    whole source pixels, and those source pixels [s0, s1) (used for rows).
+
+    An INTER_AREA downscale from ``src`` to ``dst`` pixels gives output pixel i the source
+    footprint [i * src / dst, (i + 1) * src / dst): its weights repeat every dst / gcd(src, dst)
+    output pixels, where a footprint edge lands on a whole source pixel. Resizing the source span
+    [s0, s1) to d1 - d0 pixels therefore has the same scale and the same weights as the whole
+    resize, and yields exactly its pixels d0 .. d1 (tested bit for bit over many sizes)."""
+    period = dst // math.gcd(src, dst)
+    d0 = start // period * period
+    d1 = min(dst, -(-(start + length) // period) * period)
+    return d0, d1, d0 * src // dst, d1 * src // dst
+
+
+def _shrinking(image: np.ndarray, width: int, height: int) -> bool:
+    return width < image.shape[1] and height < image.shape[0]
 
 
 def _resize(image: np.ndarray, width: int, height: int) -> np.ndarray:
     if image.shape[1] == width and image.shape[0] == height:
         return image
-    shrinking = width < image.shape[1] and height < image.shape[0]
     # INTER_AREA approximates an anti-aliased downscale; bilinear when enlarging.
-    return cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
+    interpolation = cv2.INTER_AREA if _shrinking(image, width, height) else cv2.INTER_LINEAR
+    return cv2.resize(image, (width, height), interpolation=interpolation)
 
 
 def to_tensor(image: np.ndarray, spec: PreprocessSpec) -> np.ndarray:

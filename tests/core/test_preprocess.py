@@ -26,6 +26,35 @@ def test_short_side_resize_then_centre_crop() -> None:
     assert out.min() == 255  # the crop only sees the centre band
 
 
+def _whole_frame_then_crop(image: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
+    """The definition: resize the whole frame (INTER_AREA shrinking, bilinear enlarging), crop."""
+    out_h, out_w = spec.size
+    h, w = image.shape[:2]
+    ratio = spec.short_side / min(h, w)
+    new_w, new_h = max(out_w, round(w * ratio)), max(out_h, round(h * ratio))
+    if (new_w, new_h) != (w, h):
+        shrink = new_w < w and new_h < h
+        image = cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+    top, left = (new_h - out_h) // 2, (new_w - out_w) // 2
+    return image[top:top + out_h, left:left + out_w]
+
+
+def test_band_resize_gives_the_whole_frame_pixels_bit_for_bit() -> None:
+    """Only the rows the crop needs are resized; over camera sizes, odd sizes, grey frames and
+    random sizes and specs the pixels equal resizing the whole frame and cropping."""
+    rng = np.random.default_rng(0)
+    cases = [((h, w), size) for h, w in ((480, 640), (720, 1280), (1080, 1920), (375, 500), (333, 517), (97, 131),
+                                          (256, 256), (224, 300)) for size in (224, 96, 48, (224, 160))]
+    cases += [((int(rng.integers(20, 900)), int(rng.integers(20, 900))),
+               (int(rng.integers(8, 260)), int(rng.integers(8, 260)))) for _ in range(60)]
+    for i, ((h, w), size) in enumerate(cases):
+        spec = default_spec(size=size) if i % 3 else PreprocessSpec(
+            size=(size, size) if isinstance(size, int) else size, resize_short=int(rng.integers(260, 300)))
+        image = rng.integers(0, 256, (h, w) if i % 5 == 0 else (h, w, 3), dtype=np.uint8)
+        got, want = resize_and_crop(image, spec), _whole_frame_then_crop(image, spec)
+        assert got.shape == want.shape and np.array_equal(got, want), (h, w, spec.size, spec.short_side)
+
+
 def test_stretch_keeps_whole_frame() -> None:
     spec = default_spec(size=(16, 24), resize="stretch")
     out = resize_and_crop(np.zeros((90, 30, 3), np.uint8), spec)
