@@ -13,10 +13,10 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from edgecv.contract import ModelContract, embed_contract
-from edgecv.tokenizer import WordTokenizer
 
 sys.path.insert(0, str(Path(__file__).parent))
+sys.path.insert(0, str(Path(__file__).parents[1] / "runtimes"))
+import _infer_fixtures as F  # noqa: E402
 from _cli import assert_clean_failure, run_edgecv  # noqa: E402
 
 RNG = np.random.default_rng(0)
@@ -42,29 +42,6 @@ def image_model(path: Path, *, channels: int = 3, hw: tuple[int | str, int | str
     return _save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
 
 
-def text_model(path: Path, *, max_len: int = 8) -> Path:
-    """Token + position embeddings (a table of max_len rows, as an attention model has), with a
-    contract whose tokenizer says max_len: T > max_len cannot run."""
-    inits = [numpy_helper.from_array(RNG.standard_normal((10, 4)).astype(np.float32), "tok"),
-             numpy_helper.from_array(RNG.standard_normal((max_len, 4)).astype(np.float32), "pos"),
-             numpy_helper.from_array(RNG.standard_normal((4, 2)).astype(np.float32), "fc"),
-             numpy_helper.from_array(np.array(0, np.int64), "zero"), numpy_helper.from_array(np.array(1, np.int64), "one")]
-    nodes = [helper.make_node("Shape", ["input_ids"], ["t1"], start=1, end=2),
-             helper.make_node("Squeeze", ["t1"], ["t"]),
-             helper.make_node("Range", ["zero", "t", "one"], ["positions"]),
-             helper.make_node("Gather", ["tok", "input_ids"], ["e"]),
-             helper.make_node("Gather", ["pos", "positions"], ["p"]),
-             helper.make_node("Add", ["e", "p"], ["x"]),
-             helper.make_node("ReduceMean", ["x"], ["m"], axes=[1], keepdims=0),
-             helper.make_node("MatMul", ["m", "fc"], ["logits"])]
-    graph = helper.make_graph(nodes, "t", [helper.make_tensor_value_info("input_ids", TensorProto.INT64, ["N", "T"])],
-                              [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 2])], inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    tok = WordTokenizer(["<pad>", "<unk>"] + [f"w{i}" for i in range(8)], max_len=max_len)
-    embed_contract(model, ModelContract(task="text", labels=["a", "b"], tokenizer=tok.to_dict()))
-    return _save(model, path)
-
-
 @pytest.fixture(scope="module")
 def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     d = tmp_path_factory.mktemp("bad")
@@ -74,7 +51,7 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     (d / "folder").mkdir()
     (d / "lfs.onnx").write_text("version https://git-lfs.github.com/spec/v1\noid sha256:0\nsize 9\n")
     return {"image": image_model(d / "net.onnx"), "gray": image_model(d / "gray.onnx", channels=1),
-            "text": text_model(d / "reviews.onnx"), "picture": picture, "file": d / "plain.txt",
+            "text": F.position_text_model(d / "reviews.onnx"), "picture": picture, "file": d / "plain.txt",
             "folder": d / "folder", "lfs": d / "lfs.onnx"}
 
 

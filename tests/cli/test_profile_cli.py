@@ -5,6 +5,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -14,6 +15,9 @@ from click.testing import CliRunner
 from onnx import TensorProto, helper, numpy_helper
 
 from edgecv.cli import cli
+
+sys.path.insert(0, str(Path(__file__).parents[1] / "runtimes"))
+import _infer_fixtures as F  # noqa: E402
 
 RNG = np.random.default_rng(0)
 FAST = ["--provider", "cpu", "--threads", "1", "--warmup", "1", "--runs", "5", "--peak", "off"]
@@ -147,44 +151,15 @@ def test_unavailable_provider_is_skipped_and_cpu_still_measured(models) -> None:
     assert len(errors) == 1 and errors[0].startswith("Error: a.onnx: provider 'cuda' is not usable"), only.stderr
 
 
-def position_model(path, *, max_len: int = 8, contract: bool = True) -> str:
-    """(B, T) ids -> token + position embeddings (a table of max_len rows, as the attention
-    model has) -> mean over T -> logits (B, 2); T > max_len cannot run."""
-    from edgecv.contract import ModelContract, embed_contract
-    from edgecv.tokenizer import WordTokenizer
-
-    inits = [numpy_helper.from_array(RNG.standard_normal((10, 4)).astype(np.float32), "tok"),
-             numpy_helper.from_array(RNG.standard_normal((max_len, 4)).astype(np.float32), "pos"),
-             numpy_helper.from_array(RNG.standard_normal((4, 2)).astype(np.float32), "fc"),
-             numpy_helper.from_array(np.array(0, np.int64), "zero"), numpy_helper.from_array(np.array(1, np.int64), "one")]
-    nodes = [helper.make_node("Shape", ["input_ids"], ["t1"], start=1, end=2),
-             helper.make_node("Squeeze", ["t1"], ["t"]),
-             helper.make_node("Range", ["zero", "t", "one"], ["positions"]),
-             helper.make_node("Gather", ["tok", "input_ids"], ["e"]),
-             helper.make_node("Gather", ["pos", "positions"], ["p"]),
-             helper.make_node("Add", ["e", "p"], ["x"]),
-             helper.make_node("ReduceMean", ["x"], ["m"], axes=[1], keepdims=0),
-             helper.make_node("MatMul", ["m", "fc"], ["logits"])]
-    graph = helper.make_graph(nodes, "pos", [helper.make_tensor_value_info("input_ids", TensorProto.INT64, ["N", "T"])],
-                              [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 2])], inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    if contract:
-        tok = WordTokenizer(["<pad>", "<unk>"] + [f"w{i}" for i in range(8)], max_len=max_len)
-        embed_contract(model, ModelContract(task="text", labels=["a", "b"], tokenizer=tok.to_dict()))
-    onnx.save(model, str(path))
-    return str(path)
-
-
 def test_seq_len_sweep_keeps_what_runs_and_names_what_was_skipped(tmp_path) -> None:
-    model = position_model(tmp_path / "reviews.onnx", max_len=8)
+    model = str(F.position_text_model(tmp_path / "reviews.onnx", max_len=8))
     out = tmp_path / "r.json"
     res = invoke(model, *FAST, "--seq-len", "4,8,16", "--json", str(out))
     assert res.exit_code == 0, res.output
     assert [(r["seq_len"], r["runs"]) for r in json.loads(out.read_text())] == [(4, 5), (8, 5)]
     assert ("skipped: reviews.onnx cpu batch 1 threads 1 seq-len 16: sequence length 16 is above the "
             "model's maximum of 8 tokens (edgecv.max_seq_len)") in res.output
-    foreign = position_model(tmp_path / "foreign.onnx", max_len=8, contract=False)
+    foreign = str(F.position_text_model(tmp_path / "foreign.onnx", max_len=8, contract=False))
     res = invoke(foreign, *FAST, "--seq-len", "16,4", "--json", "-")
     assert res.exit_code == 0, res.output
     assert [r["seq_len"] for r in json.loads(res.stdout)] == [4]

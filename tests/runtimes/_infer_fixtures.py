@@ -141,6 +141,32 @@ def text_model(path: Path, *, attention: bool = False, contract: bool = True, ma
     return _save(model, path)
 
 
+def position_text_model(path: Path, *, max_len: int = 8, contract: bool = True) -> Path:
+    """(N, T) ids -> token + position embeddings (a table of ``max_len`` rows, as an attention
+    model has) -> mean over T -> logits (N, 2): a sequence longer than ``max_len`` cannot run.
+    The contract's tokenizer says ``max_len`` (``contract=False``: a foreign model)."""
+    rng = np.random.default_rng(0)
+    inits = [numpy_helper.from_array(rng.standard_normal((10, 4)).astype(np.float32), "tok"),
+             numpy_helper.from_array(rng.standard_normal((max_len, 4)).astype(np.float32), "pos"),
+             numpy_helper.from_array(rng.standard_normal((4, 2)).astype(np.float32), "fc"),
+             numpy_helper.from_array(np.array(0, np.int64), "zero"),
+             numpy_helper.from_array(np.array(1, np.int64), "one")]
+    nodes = [helper.make_node("Shape", ["input_ids"], ["t1"], start=1, end=2),
+             helper.make_node("Squeeze", ["t1"], ["t"]),
+             helper.make_node("Range", ["zero", "t", "one"], ["positions"]),
+             helper.make_node("Gather", ["tok", "input_ids"], ["e"]),
+             helper.make_node("Gather", ["pos", "positions"], ["p"]),
+             helper.make_node("Add", ["e", "p"], ["x"]),
+             helper.make_node("ReduceMean", ["x"], ["m"], axes=[1], keepdims=0),
+             helper.make_node("MatMul", ["m", "fc"], ["logits"])]
+    model = _model(nodes, [helper.make_tensor_value_info("input_ids", TensorProto.INT64, ["N", "T"])],
+                   [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 2])], inits)
+    if contract:
+        tok = WordTokenizer(["<pad>", "<unk>"] + [f"w{i}" for i in range(8)], max_len=max_len)
+        embed_contract(model, ModelContract(task="text", labels=["a", "b"], tokenizer=tok.to_dict()))
+    return _save(model, path)
+
+
 def solid(colour: str, h: int = 24, w: int = 32) -> np.ndarray:
     img = np.zeros((h, w, 3), np.uint8)
     img[:] = BGR[colour]
