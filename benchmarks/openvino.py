@@ -43,7 +43,7 @@ import argparse  # noqa: E402
 import os  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
-from typing import Any, Callable  # noqa: E402
+from typing import Any  # noqa: E402
 
 import numpy as np  # noqa: E402
 
@@ -126,26 +126,15 @@ def engines(fp32: Path, int8: Path, threads: int) -> dict[str, Any]:
             "OpenVINO int8": on(int8, "openvino")}
 
 
-def interleaved(fns: dict[str, Callable[[], Any]], *, runs: int, rounds: int, warmup: int) -> dict[str, np.ndarray]:
-    """Warm every runtime, then alternate them in ``rounds`` blocks and pool each one's samples
-    (a burst of load from another process hits all of them alike)."""
-    from edgecv.runtimes.profiling.timing import time_runs
+def sibling(name: str) -> Any:
+    """Another benchmark script of this folder, loaded from its path (this folder is not on
+    sys.path, see the top of this file): its timing helpers are reused, not copied."""
+    import importlib.util
 
-    counts = {}
-    for key, fn in fns.items():
-        for _ in range(warmup):
-            fn()
-        t0 = time.perf_counter_ns()
-        fn()
-        once_s = (time.perf_counter_ns() - t0) / 1e9
-        counts[key] = int(min(2000, max(runs, 0.8 / max(once_s, 1e-6))))  # fast ones get more samples
-    pooled: dict[str, list[np.ndarray]] = {k: [] for k in fns}
-    for _ in range(rounds):
-        for key, fn in fns.items():
-            time.sleep(0.05)  # let the previous runtime's worker threads go idle
-            fn()
-            pooled[key].append(time_runs(fn, runs=max(1, counts[key] // rounds)))
-    return {k: np.concatenate(v) for k, v in pooled.items()}
+    spec = importlib.util.spec_from_file_location(f"edgecv_bench_{name}", _HERE / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)  # type: ignore[union-attr]
+    return module
 
 
 def agreement(engs: dict[str, Any], images: np.ndarray, batch: int = 8) -> dict[str, dict[str, Any]]:
@@ -184,17 +173,10 @@ def bench_stream(model: Path, video: Path, *, rounds: int = 5, runs: int = 200) 
     cap = cv2.VideoCapture(str(video))
     _, frame = cap.read()
     cap.release()
-    x = clf.preprocess([frame])
+    inference_p50 = sibling("stream").bench_inference_p50
     per_round = []
     for _ in range(rounds):
-        for _ in range(10):
-            clf.run(x)
-        times = []
-        for _ in range(runs):
-            t0 = time.perf_counter_ns()
-            clf.run(x)
-            times.append((time.perf_counter_ns() - t0) / 1e6)
-        p50 = float(np.percentile(times, 50))
+        p50 = inference_p50(clf, frame, runs=runs)
         report = run_stream(clf, VideoFileSource(video), StreamOptions(handle_signals=False))
         per_round.append({"inference_p50_ms": p50, "fps": report.fps, "frames": report.frames,
                           "ratio": report.fps * p50 / 1000.0,
@@ -211,6 +193,7 @@ def measure_model(name: str, work: Path, args: argparse.Namespace, calib: Path, 
     runtime) with ONNX Runtime fp32 on the plain and the centred variant."""
     from edgecv.runtimes.profiling.timing import summarize
 
+    interleaved = sibling("runtimes").interleaved  # warm up, alternate in rounds, pool the samples
     print(f"{name}: export, quantize ...", file=sys.stderr, flush=True)
     fp32 = export(name, work / f"{name}.onnx")
     engs = engines(fp32, quantize(fp32, work / f"{name}.int8.onnx", calib), args.threads)
